@@ -1,0 +1,635 @@
+"""The hub's durable store on SQLite in WAL mode: one database file for data and metadata.
+
+Why SQLite: crash safety is proven (a committed transaction survives kill -9 in WAL mode with
+``synchronous=NORMAL``; ``FULL`` adds an fsync per commit for power loss), readers never block the writer, and
+one file is easy to back up. Why this shape:
+
+* **One writer thread, group commit.** Every mutation is an operation queued to the writer; consecutive data
+  operations (appends, checkpoints) share one transaction, metadata operations commit alone. A caller's
+  future resolves only after *its* transaction committed, so an acknowledged PutLogs is on disk.
+* **Row id = shard uid << 40 | sequence number.** A shard's groups are contiguous in the table b-tree: a
+  PullLogs is one range scan, no secondary index; 2^40 groups per shard is plenty.
+* **Metadata lives in memory** (projects, logstores, shards, groups, checkpoints are small) and is changed only
+  by the writer *after* commit; readers see only committed state. Each shard keeps two counters: ``end_seq``
+  (committed, what readers see) and a reserved next sequence (writer only), reset if a transaction fails.
+* Receive times (ms) are kept per group and forced monotonic per shard, so a time lookup is a binary search.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ...wire.errors import (
+    ConsumerGroupAlreadyExist,
+    ConsumerGroupNotExist,
+    ConsumerGroupQuotaExceed,
+    InternalServerError,
+    LogStoreAlreadyExist,
+    LogStoreNotExist,
+    ParameterInvalid,
+    ProjectAlreadyExist,
+    ProjectNotExist,
+    ShardNotExist,
+    ShardReadOnly,
+    SLSError,
+    StorageFull,
+)
+from .base import (
+    Checkpoint,
+    GroupMeta,
+    LogstoreMeta,
+    ProjectMeta,
+    ReadResult,
+    ShardMeta,
+    initial_ranges,
+)
+
+__all__ = ["SQLiteStore", "SEQ_BITS"]
+
+log = logging.getLogger("sluice.hub.store")
+
+SEQ_BITS = 40
+_SEQ_MASK = (1 << SEQ_BITS) - 1
+_MAX_BATCH_BYTES = 64 << 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects(
+    name TEXT PRIMARY KEY, description TEXT NOT NULL, create_time INT NOT NULL,
+    last_modify_time INT NOT NULL, extra TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS logstores(
+    project TEXT NOT NULL, name TEXT NOT NULL, ttl INT NOT NULL, config TEXT NOT NULL,
+    create_time INT NOT NULL, last_modify_time INT NOT NULL, PRIMARY KEY(project, name));
+CREATE TABLE IF NOT EXISTS shards(
+    uid INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, logstore TEXT NOT NULL,
+    shard_id INT NOT NULL, status TEXT NOT NULL, begin_key TEXT NOT NULL, end_key TEXT NOT NULL,
+    create_time INT NOT NULL, parents TEXT NOT NULL, begin_seq INT NOT NULL DEFAULT 0,
+    bytes_stored INT NOT NULL DEFAULT 0, UNIQUE(project, logstore, shard_id));
+CREATE TABLE IF NOT EXISTS groups(
+    project TEXT NOT NULL, logstore TEXT NOT NULL, name TEXT NOT NULL, timeout INT NOT NULL,
+    in_order INT NOT NULL, PRIMARY KEY(project, logstore, name));
+CREATE TABLE IF NOT EXISTS checkpoints(
+    project TEXT NOT NULL, logstore TEXT NOT NULL, grp TEXT NOT NULL, shard INT NOT NULL,
+    cursor TEXT NOT NULL, seq INT NOT NULL, consumer TEXT NOT NULL, update_time INT NOT NULL,
+    PRIMARY KEY(project, logstore, grp, shard));
+CREATE TABLE IF NOT EXISTS log(
+    id INTEGER PRIMARY KEY, recv_ms INT NOT NULL, nlogs INT NOT NULL, data BLOB NOT NULL);
+"""
+
+
+class _Op:
+    """A queued mutation. ``fn(conn)`` validates (raising SLSError before touching SQL), executes its SQL and
+    returns ``(result, post)``; ``post()`` updates memory after commit."""
+
+    __slots__ = ("fn", "future", "batchable", "size")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], tuple[Any, Callable[[], None] | None]],
+                 batchable: bool, size: int = 0) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.batchable = batchable
+        self.size = size
+
+
+def _now_s() -> int:
+    return int(time.time())
+
+
+class SQLiteStore:
+    """Durable shard logs and metadata. Mutations return ``concurrent.futures.Future`` resolved after commit;
+    reads are synchronous (call them from a worker thread: each thread gets its own connection)."""
+
+    def __init__(self, data_dir: str | Path, *, sync_full: bool = False, page_size: int = 32768,
+                 group_quota: int = 30) -> None:
+        self.path = Path(data_dir) / "hub.db"
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.sync_full = sync_full
+        self.group_quota = group_quota
+        self.lock = threading.RLock()
+        self.projects: dict[str, ProjectMeta] = {}
+        self.logstores: dict[tuple[str, str], LogstoreMeta] = {}
+        self._shards_by_uid: dict[int, ShardMeta] = {}
+        self._next_seq: dict[int, int] = {}
+        self._last_recv: dict[int, int] = {}
+        self._listeners: list[Callable[[set[int]], None]] = []
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._conn = self._connect(page_size)
+        self._conn.executescript(_SCHEMA)
+        self._load()
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._writer_routine, name="sluice-store-writer", daemon=True)
+        self._writer.start()
+
+    # ------------------------------------------------------------------ connections and loading
+    def _connect(self, page_size: int | None = None) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        if page_size:
+            conn.execute(f"PRAGMA page_size={int(page_size)}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.sync_full else 'NORMAL'}")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self.lock:
+                self._readers.append(conn)
+        return conn
+
+    def _load(self) -> None:
+        c = self._conn
+        self.projects.clear()
+        self.logstores.clear()
+        self._shards_by_uid.clear()
+        for name, desc, ct, lm, extra in c.execute("SELECT * FROM projects"):
+            e = json.loads(extra)
+            self.projects[name] = ProjectMeta(name, desc, ct, lm, e.get("resourceGroupId", ""),
+                                              e.get("dataRedundancyType", ""))
+        for project, name, ttl, config, ct, lm in c.execute("SELECT * FROM logstores"):
+            self.logstores[(project, name)] = LogstoreMeta(project, name, ttl, json.loads(config), ct, lm)
+        for row in c.execute("SELECT uid, project, logstore, shard_id, status, begin_key, end_key, create_time,"
+                             " parents, begin_seq, bytes_stored FROM shards"):
+            uid, project, ls, sid, status, bk, ek, ct, parents, begin_seq, nbytes = row
+            shard = ShardMeta(uid, sid, status, int(bk, 16), int(ek, 16), ct, tuple(json.loads(parents)),
+                              begin_seq, begin_seq, 0, nbytes)
+            lo = uid << SEQ_BITS
+            last = c.execute("SELECT id, recv_ms FROM log WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1",
+                             (lo, lo + _SEQ_MASK + 1)).fetchone()
+            if last is not None:
+                shard.end_seq = max(begin_seq, (last[0] & _SEQ_MASK) + 1)
+                shard.last_write_ms = last[1]
+            first = c.execute("SELECT id FROM log WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
+                              (lo, lo + _SEQ_MASK + 1)).fetchone()
+            if first is not None:
+                shard.begin_seq = max(begin_seq, first[0] & _SEQ_MASK)
+            self.logstores[(project, ls)].shards[sid] = shard
+            self._shards_by_uid[uid] = shard
+            self._next_seq[uid] = shard.end_seq
+            self._last_recv[uid] = shard.last_write_ms
+        for project, ls, name, timeout, in_order in c.execute("SELECT * FROM groups"):
+            self.logstores[(project, ls)].groups[name] = GroupMeta(name, timeout, bool(in_order))
+        for project, ls, grp, shard, cursor, seq, consumer, ut in c.execute("SELECT * FROM checkpoints"):
+            g = self.logstores[(project, ls)].groups.get(grp)
+            if g is not None:
+                g.checkpoints[shard] = Checkpoint(cursor, seq, consumer, ut)
+
+    def add_listener(self, fn: Callable[[set[int]], None]) -> None:
+        """``fn(shard_uids)`` is called on the writer thread after each commit that appended data."""
+        self._listeners.append(fn)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._writer.join(timeout=30)
+        with self.lock:
+            for r in self._readers:
+                try:
+                    r.close()
+                except sqlite3.Error:
+                    pass
+        self._conn.close()
+
+    # ------------------------------------------------------------------ the writer
+    def _submit(self, fn: Callable[[sqlite3.Connection], tuple[Any, Callable[[], None] | None]],
+                batchable: bool = False, size: int = 0) -> concurrent.futures.Future[Any]:
+        op = _Op(fn, batchable, size)
+        self._queue.put(op)
+        return op.future
+
+    def _writer_routine(self) -> None:
+        """Drain the queue forever: consecutive batchable ops share one transaction (group commit)."""
+        carry: _Op | None = None
+        while True:
+            op = carry if carry is not None else self._queue.get()
+            carry = None
+            if op is None:
+                return
+            batch = [op]
+            if op.batchable:
+                size = op.size
+                while size < _MAX_BATCH_BYTES:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None or not nxt.batchable:
+                        carry = nxt
+                        break
+                    batch.append(nxt)
+                    size += nxt.size
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Op]) -> None:
+        conn = self._conn
+        outcomes: list[tuple[_Op, Any, Callable[[], None] | None, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            with self.lock:
+                for op in batch:
+                    try:
+                        result, post = op.fn(conn)
+                        outcomes.append((op, result, post, None))
+                    except SLSError as exc:  # validation failed before any SQL: only this op fails
+                        outcomes.append((op, None, None, exc))
+            added: dict[int, int] = {}
+            for _, result, _, _ in outcomes:
+                if isinstance(result, _Appended):
+                    added[result.uid] = added.get(result.uid, 0) + result.size
+            for uid, nbytes in added.items():
+                conn.execute("UPDATE shards SET bytes_stored = bytes_stored + ? WHERE uid=?", (nbytes, uid))
+            conn.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 - any SQL failure fails the whole batch, nothing is acknowledged
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            with self.lock:
+                for uid, shard in self._shards_by_uid.items():
+                    self._next_seq[uid] = shard.end_seq
+                    self._last_recv[uid] = shard.last_write_ms
+            full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+            log.error("store transaction failed (%d operations not acknowledged): %s", len(batch), exc)
+            for op in batch:
+                err: SLSError = (StorageFull("the hub's disk is full; nothing was written") if full
+                                 else InternalServerError(f"the hub could not commit: {exc}"))
+                op.future.set_exception(err)
+            return
+        touched: set[int] = set()
+        with self.lock:
+            for op, result, post, error in outcomes:
+                if post is not None:
+                    post()
+                if isinstance(result, _Appended):
+                    touched.add(result.uid)
+        for op, result, post, error in outcomes:
+            if error is not None:
+                op.future.set_exception(error)
+            else:
+                op.future.set_result(result.public() if isinstance(result, _Appended) else result)
+        if touched:
+            for fn in self._listeners:
+                try:
+                    fn(touched)
+                except Exception:  # noqa: BLE001 - a listener must never break the writer
+                    log.exception("store listener failed")
+
+    # ------------------------------------------------------------------ lookups (memory, committed state)
+    def get_project(self, project: str) -> ProjectMeta:
+        p = self.projects.get(project)
+        if p is None:
+            raise ProjectNotExist(f"Project {project} does not exist")
+        return p
+
+    def get_logstore(self, project: str, logstore: str) -> LogstoreMeta:
+        self.get_project(project)
+        ls = self.logstores.get((project, logstore))
+        if ls is None:
+            raise LogStoreNotExist(f"logstore {logstore} does not exist")
+        return ls
+
+    def get_shard(self, project: str, logstore: str, shard_id: int) -> ShardMeta:
+        ls = self.get_logstore(project, logstore)
+        shard = ls.shards.get(shard_id)
+        if shard is None:
+            raise ShardNotExist(f"shard {shard_id} of logstore {logstore} does not exist")
+        return shard
+
+    def get_group(self, project: str, logstore: str, group: str) -> GroupMeta:
+        g = self.get_logstore(project, logstore).groups.get(group)
+        if g is None:
+            raise ConsumerGroupNotExist(f"consumer group {group} does not exist")
+        return g
+
+    # ------------------------------------------------------------------ projects
+    def create_project(self, name: str, description: str, extra: dict[str, str]) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            if name in self.projects:
+                raise ProjectAlreadyExist(f"Project {name} already exists")
+            now = _now_s()
+            conn.execute("INSERT INTO projects VALUES (?,?,?,?,?)", (name, description, now, now, json.dumps(extra)))
+            meta = ProjectMeta(name, description, now, now, extra.get("resourceGroupId", ""),
+                               extra.get("dataRedundancyType", ""))
+            return None, lambda: self.projects.__setitem__(name, meta)
+        return self._submit(fn)
+
+    def update_project(self, name: str, description: str) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_project(name)
+            now = _now_s()
+            conn.execute("UPDATE projects SET description=?, last_modify_time=? WHERE name=?", (description, now, name))
+
+            def post() -> None:
+                meta.description, meta.last_modify_time = description, now
+            return None, post
+        return self._submit(fn)
+
+    def delete_project(self, name: str) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            self.get_project(name)
+            stores = [ls for (p, _), ls in self.logstores.items() if p == name]
+            for ls in stores:
+                self._delete_logstore_sql(conn, ls)
+            conn.execute("DELETE FROM projects WHERE name=?", (name,))
+
+            def post() -> None:
+                for ls in stores:
+                    self._forget_logstore(ls)
+                self.projects.pop(name, None)
+            return None, post
+        return self._submit(fn)
+
+    # ------------------------------------------------------------------ logstores
+    def create_logstore(self, project: str, name: str, ttl: int, shard_count: int,
+                        config: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            self.get_project(project)
+            if (project, name) in self.logstores:
+                raise LogStoreAlreadyExist(f"logstore {name} already exists")
+            now = _now_s()
+            conn.execute("INSERT INTO logstores VALUES (?,?,?,?,?,?)",
+                         (project, name, ttl, json.dumps(config), now, now))
+            meta = LogstoreMeta(project, name, ttl, dict(config), now, now)
+            for i, (lo, hi) in enumerate(initial_ranges(shard_count)):
+                meta.shards[i] = self._insert_shard(conn, project, name, i, lo, hi, now, ())
+
+            def post() -> None:
+                self.logstores[(project, name)] = meta
+                for s in meta.shards.values():
+                    self._register_shard(s)
+            return None, post
+        return self._submit(fn)
+
+    def update_logstore(self, project: str, name: str, ttl: int, config: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_logstore(project, name)
+            now = _now_s()
+            conn.execute("UPDATE logstores SET ttl=?, config=?, last_modify_time=? WHERE project=? AND name=?",
+                         (ttl, json.dumps(config), now, project, name))
+
+            def post() -> None:
+                meta.ttl, meta.config, meta.last_modify_time = ttl, dict(config), now
+            return None, post
+        return self._submit(fn)
+
+    def delete_logstore(self, project: str, name: str) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_logstore(project, name)
+            self._delete_logstore_sql(conn, meta)
+            return None, lambda: self._forget_logstore(meta)
+        return self._submit(fn)
+
+    def _delete_logstore_sql(self, conn: sqlite3.Connection, meta: LogstoreMeta) -> None:
+        key = (meta.project, meta.name)
+        for s in meta.shards.values():
+            conn.execute("DELETE FROM log WHERE id >= ? AND id < ?", (s.uid << SEQ_BITS, (s.uid + 1) << SEQ_BITS))
+        for table in ("shards", "groups", "checkpoints"):
+            conn.execute(f"DELETE FROM {table} WHERE project=? AND logstore=?", key)
+        conn.execute("DELETE FROM logstores WHERE project=? AND name=?", key)
+
+    def _forget_logstore(self, meta: LogstoreMeta) -> None:
+        self.logstores.pop((meta.project, meta.name), None)
+        for s in meta.shards.values():
+            self._shards_by_uid.pop(s.uid, None)
+            self._next_seq.pop(s.uid, None)
+            self._last_recv.pop(s.uid, None)
+
+    def _insert_shard(self, conn: sqlite3.Connection, project: str, logstore: str, shard_id: int, lo: int, hi: int,
+                      now: int, parents: tuple[int, ...]) -> ShardMeta:
+        cur = conn.execute(
+            "INSERT INTO shards(project, logstore, shard_id, status, begin_key, end_key, create_time, parents)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (project, logstore, shard_id, "readwrite", f"{lo:x}", f"{hi:x}", now, json.dumps(parents)))
+        assert cur.lastrowid is not None
+        return ShardMeta(cur.lastrowid, shard_id, "readwrite", lo, hi, now, parents)
+
+    def _register_shard(self, s: ShardMeta) -> None:
+        self._shards_by_uid[s.uid] = s
+        self._next_seq[s.uid] = s.end_seq
+        self._last_recv[s.uid] = s.last_write_ms
+
+    # ------------------------------------------------------------------ split / merge
+    def split_shard(self, project: str, logstore: str, shard_id: int, key: int) -> concurrent.futures.Future[Any]:
+        """Parent becomes readonly; children [begin, key) and [key, end) get ids max+1 and max+2."""
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_logstore(project, logstore)
+            parent = self.get_shard(project, logstore, shard_id)
+            if not parent.is_writable:
+                raise ShardReadOnly(f"shard {shard_id} is readonly and cannot be split")
+            if not parent.begin_key < key < parent.end_key:
+                raise ParameterInvalid(f"split key {key:032x} is not inside the range of shard {shard_id}")
+            now = _now_s()
+            base = max(meta.shards) + 1
+            left = self._insert_shard(conn, project, logstore, base, parent.begin_key, key, now, (shard_id,))
+            right = self._insert_shard(conn, project, logstore, base + 1, key, parent.end_key, now, (shard_id,))
+            conn.execute("UPDATE shards SET status='readonly' WHERE uid=?", (parent.uid,))
+
+            def post() -> None:
+                parent.status = "readonly"
+                for s in (left, right):
+                    meta.shards[s.shard_id] = s
+                    self._register_shard(s)
+            return [parent, left, right], post
+        return self._submit(fn)
+
+    def merge_shard(self, project: str, logstore: str, shard_id: int) -> concurrent.futures.Future[Any]:
+        """Merge a shard with its right neighbour into a new shard (id max+1); both parents become readonly."""
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_logstore(project, logstore)
+            left = self.get_shard(project, logstore, shard_id)
+            if not left.is_writable:
+                raise ShardReadOnly(f"shard {shard_id} is readonly and cannot be merged")
+            right = next((s for s in meta.shards.values() if s.is_writable and s.begin_key == left.end_key), None)
+            if right is None:
+                raise ParameterInvalid(f"shard {shard_id} has no adjacent readwrite shard to merge with")
+            now = _now_s()
+            merged = self._insert_shard(conn, project, logstore, max(meta.shards) + 1, left.begin_key,
+                                        right.end_key, now, (left.shard_id, right.shard_id))
+            conn.execute("UPDATE shards SET status='readonly' WHERE uid IN (?,?)", (left.uid, right.uid))
+
+            def post() -> None:
+                left.status = right.status = "readonly"
+                meta.shards[merged.shard_id] = merged
+                self._register_shard(merged)
+            return [merged, left, right], post
+        return self._submit(fn)
+
+    def delete_shard(self, project: str, logstore: str, shard_id: int) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_logstore(project, logstore)
+            shard = self.get_shard(project, logstore, shard_id)
+            if shard.is_writable:
+                raise ParameterInvalid(f"shard {shard_id} is readwrite; only readonly shards can be deleted")
+            conn.execute("DELETE FROM log WHERE id >= ? AND id < ?",
+                         (shard.uid << SEQ_BITS, (shard.uid + 1) << SEQ_BITS))
+            conn.execute("DELETE FROM shards WHERE uid=?", (shard.uid,))
+
+            def post() -> None:
+                meta.shards.pop(shard_id, None)
+                self._shards_by_uid.pop(shard.uid, None)
+            return None, post
+        return self._submit(fn)
+
+    # ------------------------------------------------------------------ data
+    def append(self, shard: ShardMeta, data: bytes, nlogs: int) -> concurrent.futures.Future[tuple[int, int]]:
+        """Append one serialized LogGroup; resolves to (shard_id, seq) once committed."""
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None] | None]:
+            if shard.uid not in self._shards_by_uid:
+                raise ShardNotExist(f"shard {shard.shard_id} no longer exists")
+            if not shard.is_writable:
+                raise ShardReadOnly(f"shard {shard.shard_id} is readonly; write to its children")
+            seq = self._next_seq[shard.uid]
+            self._next_seq[shard.uid] = seq + 1
+            now_ms = max(int(time.time() * 1000), self._last_recv[shard.uid])
+            self._last_recv[shard.uid] = now_ms
+            conn.execute("INSERT INTO log VALUES (?,?,?,?)", ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, data))
+            size = len(data)
+
+            def post() -> None:
+                shard.end_seq = max(shard.end_seq, seq + 1)
+                shard.last_write_ms = now_ms
+                shard.bytes_stored += size
+            return _Appended(shard, seq, now_ms, size), post
+        return self._submit(fn, batchable=True, size=len(data))
+
+    def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None) -> ReadResult:
+        """Up to ``count`` groups from ``start`` (clamped to the oldest kept), at least one, stopping once
+        ``max_bytes`` is reached, never past ``end`` or the committed end."""
+        stop = shard.end_seq if end is None else min(end, shard.end_seq)
+        start = max(start, shard.begin_seq)
+        if count <= 0 or start >= stop:
+            return ReadResult([], max(start, min(stop, start)), 0)
+        base = shard.uid << SEQ_BITS
+        blobs: list[bytes] = []
+        total = 0
+        nxt = start
+        cur = self._reader().execute("SELECT id, data FROM log WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                                     (base | start, base | stop, count))
+        for rid, data in cur:
+            blobs.append(data)
+            total += len(data)
+            nxt = (rid & _SEQ_MASK) + 1
+            if total >= max_bytes:
+                break
+        cur.close()
+        return ReadResult(blobs, nxt, total)
+
+    def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None:
+        row = self._reader().execute("SELECT recv_ms FROM log WHERE id=?", ((shard.uid << SEQ_BITS) | seq,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def seq_at_time(self, shard: ShardMeta, t_ms: int) -> int:
+        """The first retained group received at or after ``t_ms`` (the end if none): binary search, as receive
+        times are monotonic per shard."""
+        lo, hi = shard.begin_seq, shard.end_seq
+        while lo < hi:
+            mid = (lo + hi) // 2
+            recv = self.recv_time_ms(shard, mid)
+            if recv is None:  # expired underneath us
+                lo = mid + 1
+            elif recv >= t_ms:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def count_logs(self, shard: ShardMeta, start: int, end: int) -> int:
+        base = shard.uid << SEQ_BITS
+        row = self._reader().execute("SELECT COALESCE(SUM(nlogs),0) FROM log WHERE id >= ? AND id < ?",
+                                     (base | max(start, shard.begin_seq), base | end)).fetchone()
+        return int(row[0])
+
+    def bytes_between(self, shard: ShardMeta, start: int, end: int) -> int:
+        base = shard.uid << SEQ_BITS
+        row = self._reader().execute("SELECT COALESCE(SUM(length(data)),0) FROM log WHERE id >= ? AND id < ?",
+                                     (base | max(start, shard.begin_seq), base | end)).fetchone()
+        return int(row[0])
+
+    def expire(self, shard: ShardMeta, cutoff_ms: int) -> concurrent.futures.Future[Any]:
+        """Delete groups received before ``cutoff_ms``; the shard's begin moves to the oldest kept."""
+        boundary = self.seq_at_time(shard, cutoff_ms)
+
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None] | None]:
+            if boundary <= shard.begin_seq or shard.uid not in self._shards_by_uid:
+                return 0, None
+            base = shard.uid << SEQ_BITS
+            conn.execute("DELETE FROM log WHERE id >= ? AND id < ?", (base | shard.begin_seq, base | boundary))
+            conn.execute("UPDATE shards SET begin_seq=? WHERE uid=?", (boundary, shard.uid))
+
+            def post() -> None:
+                shard.begin_seq = max(shard.begin_seq, boundary)
+            return boundary - shard.begin_seq, post
+        return self._submit(fn)
+
+    # ------------------------------------------------------------------ consumer groups
+    def create_group(self, project: str, logstore: str, name: str, timeout: int,
+                     in_order: bool) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_logstore(project, logstore)
+            if name in meta.groups:
+                raise ConsumerGroupAlreadyExist(f"consumer group {name} already exists")
+            if len(meta.groups) >= self.group_quota:
+                raise ConsumerGroupQuotaExceed(
+                    f"logstore {logstore} already has {len(meta.groups)} consumer groups (quota {self.group_quota})")
+            conn.execute("INSERT INTO groups VALUES (?,?,?,?,?)", (project, logstore, name, timeout, int(in_order)))
+            return None, lambda: meta.groups.__setitem__(name, GroupMeta(name, timeout, in_order))
+        return self._submit(fn)
+
+    def update_group(self, project: str, logstore: str, name: str, timeout: int | None,
+                     in_order: bool | None) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            g = self.get_group(project, logstore, name)
+            new_timeout = g.timeout if timeout is None else timeout
+            new_order = g.in_order if in_order is None else in_order
+            conn.execute("UPDATE groups SET timeout=?, in_order=? WHERE project=? AND logstore=? AND name=?",
+                         (new_timeout, int(new_order), project, logstore, name))
+
+            def post() -> None:
+                g.timeout, g.in_order = new_timeout, new_order
+            return None, post
+        return self._submit(fn)
+
+    def delete_group(self, project: str, logstore: str, name: str) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            meta = self.get_logstore(project, logstore)
+            self.get_group(project, logstore, name)
+            conn.execute("DELETE FROM groups WHERE project=? AND logstore=? AND name=?", (project, logstore, name))
+            conn.execute("DELETE FROM checkpoints WHERE project=? AND logstore=? AND grp=?", (project, logstore, name))
+            return None, lambda: meta.groups.pop(name, None)
+        return self._submit(fn)
+
+    def save_checkpoint(self, project: str, logstore: str, group: str, shard_id: int, cursor: str, seq: int,
+                        consumer: str) -> concurrent.futures.Future[Any]:
+        def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None]]:
+            g = self.get_group(project, logstore, group)
+            self.get_shard(project, logstore, shard_id)
+            now_us = int(time.time() * 1_000_000)
+            conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?,?,?)",
+                         (project, logstore, group, shard_id, cursor, seq, consumer, now_us))
+            cp = Checkpoint(cursor, seq, consumer, now_us)
+            return None, lambda: g.checkpoints.__setitem__(shard_id, cp)
+        return self._submit(fn, batchable=True, size=64)
+
+
+class _Appended:
+    __slots__ = ("uid", "shard", "seq", "recv_ms", "size")
+
+    def __init__(self, shard: ShardMeta, seq: int, recv_ms: int, size: int) -> None:
+        self.uid = shard.uid
+        self.shard = shard
+        self.seq = seq
+        self.recv_ms = recv_ms
+        self.size = size
+
+    def public(self) -> tuple[int, int]:
+        return self.shard.shard_id, self.seq

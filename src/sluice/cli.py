@@ -66,3 +66,53 @@ def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], no_auth: bool
         raise click.ClickException(f"cannot serve on {listen}: {exc}") from None
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@click.option("--logs", "count", default=1000, show_default=True, help="How many sample logs to write.")
+def quickstart(count: int) -> None:
+    """Start a hub in a temporary directory, write sample logs through the SLS API, read them back, stop."""
+    import secrets
+    import tempfile
+    import time
+
+    from .client import Client
+    from .testing import HubProcess, free_port
+
+    key = ("quickstart", secrets.token_hex(16))
+    with tempfile.TemporaryDirectory(prefix="sluice-quickstart-") as tmp:
+        hub_proc = HubProcess(Path(tmp) / "data", host="127.0.0.1", port=free_port(), access_key=key,
+                              log_path=Path(tmp) / "hub.log")
+        click.echo(f"1. starting a hub on {hub_proc.url} (data in {hub_proc.data_dir})")
+        hub_proc.start()
+        try:
+            with Client(hub_proc.url, *key) as client:
+                client.create_project("demo", "sluice quickstart")
+                client.create_logstore("demo", "app", ttl=7, shard_count=2)
+                shards = client.list_shards("demo", "app")
+                click.echo(f"2. created project 'demo' and logstore 'app' with {len(shards)} shards")
+                t0 = time.perf_counter()
+                batch = 100
+                for start in range(0, count, batch):
+                    logs = [{"level": "ERROR" if i % 10 == 0 else "INFO", "msg": f"sample log {i}", "seq": str(i)}
+                            for i in range(start, min(count, start + batch))]
+                    client.put_logs("demo", "app", logs, topic="quickstart", source="127.0.0.1")
+                click.echo(f"3. wrote {count} logs in {count // batch + (count % batch > 0)} PutLogs requests "
+                           f"(signed, lz4) in {time.perf_counter() - t0:.2f}s")
+                read: list[dict[str, str]] = []
+                for shard in shards:
+                    cursor = client.get_cursor("demo", "app", shard["shardID"], "begin")
+                    while True:
+                        result = client.pull_logs("demo", "app", shard["shardID"], cursor)
+                        if result.count == 0:
+                            break
+                        read.extend(result.logs())
+                        cursor = result.next_cursor
+                errors = sum(1 for r in read if r.get("level") == "ERROR")
+                click.echo(f"4. read back {len(read)} logs from {len(shards)} shards ({errors} at level ERROR); "
+                           f"example: {read[0] if read else None}")
+                if len(read) != count:
+                    raise click.ClickException(f"expected {count} logs back, got {len(read)}")
+        finally:
+            hub_proc.stop()
+        click.echo("5. hub stopped. Run your own with: sluice hub --data-dir DIR --access-key ID:SECRET")

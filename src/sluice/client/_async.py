@@ -1,0 +1,249 @@
+"""``AsyncClient``: the SLS API client everything in sluice uses, against the hub and Alibaba Cloud alike.
+
+One implementation, async; ``Client`` (``_sync.py``) is a thin blocking facade over it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..wire.compress import compress, decompress
+from ..wire.errors import WireError
+from ..wire.loggroup import LogGroup, split_groups
+from ._transport import Credentials, RetryPolicy, Transport
+
+__all__ = ["AsyncClient", "PullResult"]
+
+_MAX_PULL_RAW = 256 << 20
+
+
+@dataclass
+class PullResult:
+    """One PullLogs answer: the decompressed LogGroupList bytes, how many groups, and the next cursor."""
+
+    shard: int
+    cursor: str
+    next_cursor: str
+    count: int
+    raw: bytes
+    raw_size: int
+
+    def group_bytes(self) -> list[memoryview]:
+        """Each LogGroup's serialized bytes, without parsing the logs."""
+        return list(split_groups(self.raw))
+
+    def log_groups(self) -> list[Any]:
+        """Each LogGroup parsed (string values)."""
+        out = []
+        for b in split_groups(self.raw):
+            g = LogGroup()
+            g.ParseFromString(b)
+            out.append(g)
+        return out
+
+    def logs(self) -> list[dict[str, Any]]:
+        """Every log as a flat dict: its fields plus __time__, __topic__, __source__ and __tag__:<key>."""
+        out: list[dict[str, Any]] = []
+        for g in self.log_groups():
+            tags = {f"__tag__:{t.Key}": t.Value for t in g.LogTags}
+            for lg in g.Logs:
+                d: dict[str, Any] = {c.Key: c.Value for c in lg.Contents}
+                d["__time__"] = lg.Time
+                d["__topic__"] = g.Topic
+                d["__source__"] = g.Source
+                d.update(tags)
+                out.append(d)
+        return out
+
+
+def build_log_group(logs: Iterable[Mapping[str, Any]], *, topic: str = "", source: str = "",
+                    tags: Mapping[str, str] | None = None, now: float | None = None) -> bytes:
+    """Serialize logs (dicts; ``__time__`` optional, defaults to now) into one LogGroup."""
+    g = LogGroup()
+    g.Topic = topic
+    g.Source = source
+    t_default = int(time.time() if now is None else now)
+    for item in logs:
+        lg = g.Logs.add()
+        lg.Time = int(item.get("__time__", t_default))
+        for k, v in item.items():
+            if k == "__time__":
+                continue
+            c = lg.Contents.add()
+            c.Key = str(k)
+            c.Value = v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+    for k, v in (tags or {}).items():
+        t = g.LogTags.add()
+        t.Key, t.Value = k, v
+    return g.SerializeToString()
+
+
+class AsyncClient:
+    """An SLS API client. ``endpoint`` is a hub (``127.0.0.1:8080``) or an SLS region endpoint
+    (``https://cn-hangzhou.log.aliyuncs.com``)."""
+
+    def __init__(self, endpoint: str, access_key_id: str = "", access_key_secret: str = "", *,
+                 security_token: str | None = None, auth_version: str = "v1", region: str | None = None,
+                 timeout: float = 60.0, retry: RetryPolicy | None = None, ssl: Any = None) -> None:
+        self.transport = Transport(endpoint, Credentials(access_key_id, access_key_secret, security_token,
+                                                         auth_version, region),
+                                   timeout=timeout, retry=retry, ssl=ssl)
+
+    @property
+    def endpoint(self) -> str:
+        ep = self.transport.endpoint
+        return f"{ep.scheme}://{ep.host}:{ep.port}"
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _json(self, method: str, resource: str, project: str | None, *, params: Sequence[tuple[str, str]] = (),
+                    body: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+        data = b"" if body is None else json.dumps(body).encode()
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        h.update(headers or {})
+        resp = await self.transport.request(method, resource, project=project, params=params, body=data, headers=h)
+        return resp.json()
+
+    # ---------------------------------------------------------------- projects and logstores
+    async def create_project(self, project: str, description: str = "") -> None:
+        await self._json("POST", "/", project, body={"projectName": project, "description": description})
+
+    async def get_project(self, project: str) -> dict[str, Any]:
+        return await self._json("GET", "/", project)  # type: ignore[no-any-return]
+
+    async def delete_project(self, project: str) -> None:
+        await self._json("DELETE", "/", project)
+
+    async def list_projects(self, offset: int = 0, size: int = 500) -> list[str]:
+        data = await self._json("GET", "/", None, params=[("offset", str(offset)), ("size", str(size))])
+        return [p["projectName"] for p in data["projects"]]
+
+    async def create_logstore(self, project: str, logstore: str, *, ttl: int = 30, shard_count: int = 2) -> None:
+        await self._json("POST", "/logstores", project,
+                         body={"logstoreName": logstore, "ttl": ttl, "shardCount": shard_count})
+
+    async def get_logstore(self, project: str, logstore: str) -> dict[str, Any]:
+        return await self._json("GET", f"/logstores/{logstore}", project)  # type: ignore[no-any-return]
+
+    async def delete_logstore(self, project: str, logstore: str) -> None:
+        await self._json("DELETE", f"/logstores/{logstore}", project)
+
+    async def list_logstores(self, project: str, offset: int = 0, size: int = 500) -> list[str]:
+        data = await self._json("GET", "/logstores", project, params=[("offset", str(offset)), ("size", str(size))])
+        return list(data["logstores"])
+
+    async def list_shards(self, project: str, logstore: str) -> list[dict[str, Any]]:
+        return await self._json("GET", f"/logstores/{logstore}/shards", project)  # type: ignore[no-any-return]
+
+    async def split_shard(self, project: str, logstore: str, shard: int, key: str) -> list[dict[str, Any]]:
+        resp = await self.transport.request("POST", f"/logstores/{logstore}/shards/{shard}", project=project,
+                                            params=[("action", "split"), ("key", key)])
+        return resp.json()  # type: ignore[no-any-return]
+
+    async def merge_shard(self, project: str, logstore: str, shard: int) -> list[dict[str, Any]]:
+        resp = await self.transport.request("POST", f"/logstores/{logstore}/shards/{shard}", project=project,
+                                            params=[("action", "merge")])
+        return resp.json()  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- data
+    async def put_log_group(self, project: str, logstore: str, group: bytes, *, compress_type: str = "lz4",
+                            hash_key: str | None = None) -> None:
+        """Write one serialized LogGroup as is (no re-encoding): what dispatch uses to forward raw bytes."""
+        body = compress(bytes(group), compress_type)
+        headers = {"Content-Type": "application/x-protobuf", "x-log-bodyrawsize": str(len(group))}
+        if compress_type:
+            headers["x-log-compresstype"] = compress_type
+        target, params = ("route", [("key", hash_key)]) if hash_key else ("lb", [])
+        await self.transport.request("POST", f"/logstores/{logstore}/shards/{target}", project=project,
+                                     params=params, headers=headers, body=body)
+
+    async def put_logs(self, project: str, logstore: str, logs: Iterable[Mapping[str, Any]], *, topic: str = "",
+                       source: str = "", tags: Mapping[str, str] | None = None, compress_type: str = "lz4",
+                       hash_key: str | None = None) -> None:
+        await self.put_log_group(project, logstore, build_log_group(logs, topic=topic, source=source, tags=tags),
+                                 compress_type=compress_type, hash_key=hash_key)
+
+    async def get_cursor(self, project: str, logstore: str, shard: int, start: str | int | float) -> str:
+        where = start if isinstance(start, str) else str(int(start))
+        data = await self._json("GET", f"/logstores/{logstore}/shards/{shard}", project,
+                                params=[("type", "cursor"), ("from", where)])
+        return str(data["cursor"])
+
+    async def get_cursor_time(self, project: str, logstore: str, shard: int, cursor: str) -> int:
+        data = await self._json("GET", f"/logstores/{logstore}/shards/{shard}", project,
+                                params=[("type", "cursor_time"), ("cursor", cursor)])
+        return int(data["cursor_time"])
+
+    async def pull_logs(self, project: str, logstore: str, shard: int, cursor: str, *, count: int = 1000,
+                        end_cursor: str | None = None, compress_type: str = "lz4",
+                        wait: float | None = None) -> PullResult:
+        """Read up to ``count`` LogGroups from ``cursor``. ``wait`` (seconds) asks a hub to hold the request
+        until data arrives (long-poll); SLS ignores it."""
+        params = [("type", "log"), ("cursor", cursor), ("count", str(count))]
+        if end_cursor:
+            params.append(("end_cursor", end_cursor))
+        headers = {"Accept": "application/x-protobuf", "Accept-Encoding": compress_type}
+        timeout = None
+        if wait:
+            headers["x-sluice-wait"] = f"{wait:g}"
+            timeout = self.transport.timeout + wait
+        resp = await self.transport.request("GET", f"/logstores/{logstore}/shards/{shard}", project=project,
+                                            params=params, headers=headers, timeout=timeout)
+        h = resp.headers
+        raw_size = int(h.get("x-log-bodyrawsize", "0") or 0)
+        try:
+            raw = decompress(resp.body, h.get("x-log-compresstype"), raw_size, limit=_MAX_PULL_RAW) if raw_size else b""
+        except Exception as exc:  # the server sent something we cannot decode
+            raise WireError(f"PullLogs body could not be decoded: {exc}") from exc
+        return PullResult(shard, cursor, h.get("x-log-cursor") or cursor, int(h.get("x-log-count", "0") or 0),
+                          raw, raw_size)
+
+    # ---------------------------------------------------------------- consumer groups
+    async def create_consumer_group(self, project: str, logstore: str, group: str, timeout: int,
+                                    in_order: bool = False) -> None:
+        await self._json("POST", f"/logstores/{logstore}/consumergroups", project,
+                         body={"consumerGroup": group, "timeout": timeout, "order": in_order})
+
+    async def update_consumer_group(self, project: str, logstore: str, group: str, *, timeout: int | None = None,
+                                    in_order: bool | None = None) -> None:
+        body: dict[str, Any] = {}
+        if timeout is not None:
+            body["timeout"] = timeout
+        if in_order is not None:
+            body["order"] = in_order
+        await self._json("PUT", f"/logstores/{logstore}/consumergroups/{group}", project, body=body)
+
+    async def delete_consumer_group(self, project: str, logstore: str, group: str) -> None:
+        await self._json("DELETE", f"/logstores/{logstore}/consumergroups/{group}", project)
+
+    async def list_consumer_groups(self, project: str, logstore: str) -> list[dict[str, Any]]:
+        return await self._json("GET", f"/logstores/{logstore}/consumergroups", project)  # type: ignore[no-any-return]
+
+    async def heartbeat(self, project: str, logstore: str, group: str, consumer: str, held: Sequence[int]) -> list[int]:
+        data = await self._json("POST", f"/logstores/{logstore}/consumergroups/{group}", project,
+                                params=[("type", "heartbeat"), ("consumer", consumer)], body=list(held))
+        return [int(s) for s in data]
+
+    async def update_checkpoint(self, project: str, logstore: str, group: str, shard: int, checkpoint: str, *,
+                                consumer: str = "", force: bool = False) -> None:
+        await self._json("POST", f"/logstores/{logstore}/consumergroups/{group}", project,
+                         params=[("type", "checkpoint"), ("consumer", consumer),
+                                 ("forceSuccess", "true" if force else "false")],
+                         body={"shard": shard, "checkpoint": checkpoint})
+
+    async def get_checkpoints(self, project: str, logstore: str, group: str,
+                              shard: int | None = None) -> list[dict[str, Any]]:
+        params = [("shard", str(shard))] if shard is not None else []
+        return await self._json("GET", f"/logstores/{logstore}/consumergroups/{group}", project,  # type: ignore[no-any-return]
+                                params=params)
+

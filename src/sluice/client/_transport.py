@@ -1,0 +1,182 @@
+"""HTTP transport of the client: one aiohttp session, SLS addressing, signing, retries.
+
+Addressing: SLS routes a request by ``Host: <project>.<endpoint host>``. Against an IP or ``localhost``
+(the hub) we connect to the endpoint itself and only set that Host header, so any port works with no DNS
+or proxy tricks. Against a DNS name (Alibaba Cloud) we connect to ``<project>.<host>``, as the SDK does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+from urllib.parse import quote
+
+import aiohttp
+
+from .. import __version__
+from ..wire.errors import SLSError, TransportError, for_code
+from ..wire.signing import sign_request
+
+__all__ = ["Endpoint", "Transport", "Response", "RetryPolicy"]
+
+log = logging.getLogger("sluice.client")
+
+_IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+API_VERSION = "0.6.0"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, endpoint: str) -> "Endpoint":
+        text = endpoint.strip()
+        scheme = "http"
+        if "://" in text:
+            scheme, text = text.split("://", 1)
+            scheme = scheme.lower()
+        text = text.split("/", 1)[0]
+        host, _, port = text.partition(":")
+        default = 443 if scheme == "https" else 80
+        return cls(scheme, host.lower(), int(port) if port else default)
+
+    @property
+    def is_direct(self) -> bool:
+        """Connect to the endpoint itself (an IP or localhost: a hub) rather than ``<project>.<host>``."""
+        return bool(_IPV4.match(self.host)) or self.host == "localhost" or self.host.endswith(".localhost")
+
+    def base_url(self, project: str | None) -> str:
+        host = self.host if (project is None or self.is_direct) else f"{project}.{self.host}"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def host_header(self, project: str | None) -> str:
+        return f"{project}.{self.host}" if project else self.host
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry throttling, 5xx and transport failures with capped exponential backoff and jitter."""
+
+    attempts: int = 6
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * (2 ** attempt)) * (0.5 + random.random() / 2)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    request_id: str = ""
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class Credentials:
+    access_key_id: str = ""
+    access_key_secret: str = ""
+    security_token: str | None = None
+    auth_version: str = "v1"
+    region: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Transport:
+    """Sends one SLS request (signed, retried) and returns the response or raises ``SLSError``."""
+
+    def __init__(self, endpoint: str, credentials: Credentials, *, timeout: float = 60.0,
+                 retry: RetryPolicy | None = None, ssl: Any = None, user_agent: str | None = None) -> None:
+        self.endpoint = Endpoint.parse(endpoint)
+        self.credentials = credentials
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.ssl = ssl
+        self.user_agent = user_agent or f"sluice/{__version__}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=256, ssl=self.ssl if self.ssl is not None else True)
+            # auto_decompress off: SLS signals compression with x-log-compresstype, never Content-Encoding.
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                                  skip_auto_headers=("Content-Type", "Accept-Encoding"))
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, resource: str, *, project: str | None = None,
+                      params: Sequence[tuple[str, str]] | None = None, headers: Mapping[str, str] | None = None,
+                      body: bytes = b"", timeout: float | None = None, retry: bool = True) -> Response:
+        params = list(params or [])
+        attempts = self.retry.attempts if retry else 1
+        for attempt in range(attempts):
+            try:
+                return await self._send_once(method, resource, project, params, headers or {}, body, timeout)
+            except (SLSError, TransportError) as exc:
+                if not exc.retriable and not (isinstance(exc, SLSError) and exc.http_status >= 500):
+                    raise
+                if attempt + 1 >= attempts:
+                    raise
+                delay = self.retry.delay(attempt)
+                log.warning("%s %s failed (%s), retrying in %.2fs", method, resource, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _send_once(self, method: str, resource: str, project: str | None, params: list[tuple[str, str]],
+                         extra_headers: Mapping[str, str], body: bytes, timeout: float | None) -> Response:
+        ep = self.endpoint
+        headers = {
+            "x-log-apiversion": API_VERSION,
+            "Host": ep.host_header(project),
+            "User-Agent": self.user_agent,
+        }
+        if not body:
+            headers["x-log-bodyrawsize"] = "0"
+        headers.update(extra_headers)
+        cred = self.credentials
+        if cred.access_key_secret:
+            headers.update(sign_request(method, resource, params, headers, body, cred.access_key_id,
+                                        cred.access_key_secret, version=cred.auth_version, region=cred.region,
+                                        security_token=cred.security_token))
+        elif cred.security_token:
+            headers["x-acs-security-token"] = cred.security_token
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
+        url = ep.base_url(project) + resource + (f"?{query}" if query else "")
+        session = self._get_session()
+        try:
+            async with session.request(method, url, data=body or None, headers=headers,
+                                       timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
+                data = await resp.read()
+                status = resp.status
+                rheaders = {k.lower(): v for k, v in resp.headers.items()}
+        except asyncio.TimeoutError as exc:
+            raise TransportError(f"{method} {url}: timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{method} {url}: {exc}") from exc
+        request_id = rheaders.get("x-log-requestid", "")
+        if status == 200:
+            return Response(status, rheaders, data, request_id)
+        try:
+            err = json.loads(data)
+            code, message = err["errorCode"], err["errorMessage"]
+        except (ValueError, KeyError, TypeError):
+            raise for_code("BadResponse" if data else "LogRequestError",
+                           f"HTTP {status} with body {data[:200]!r}", http_status=status,
+                           request_id=request_id) from None
+        raise for_code(code, message, http_status=status, request_id=request_id)

@@ -1,0 +1,285 @@
+"""The consumer-group coordinator: decides, from heartbeats alone, which consumer holds which shard.
+
+This module owns the assignment decisions of one consumer group and nothing else. It does no I/O, uses no
+asyncio or threads and never reads a clock: every call takes ``now`` in seconds from the caller (a
+monotonic clock; ``now`` must not go backwards). The routes serialise calls; checkpoints live in the store.
+
+The protocol is SLS's (reference 7.8 and 9.3). A consumer heartbeats the shards it currently holds. The
+answer is the complete set it should hold. The SDK keeps reporting a revoked shard until its shard
+consumer has flushed its last checkpoint and shut down, and never says goodbye: it just goes silent.
+
+Invariants, and why they hold:
+
+1. Exclusive grant. A shard is granted (put in a response) to a consumer only if no other alive consumer
+   holds it. "Holds" means it reported the shard in its last heartbeat, or was granted it in its last
+   response (it may start reading the moment that response arrives, before it ever reports the shard).
+   So a new owner never reads beside the old one, and planned joins, leaves and shutdowns cause no
+   duplicates. The one exception is a conflict that arose outside this coordinator (after a hub restart,
+   or from a consumer returning after it timed out). If the target owner and another consumer both report
+   the shard, the target owner keeps it and the other is told to let go. Revoking it from both would stall
+   the shard and gain nothing.
+2. Balanced targets. Each alive consumer's target count is floor or ceil of shards/consumers, so the load
+   spreads evenly.
+3. Sticky targets. A shard keeps its previous target, or else the first-registered alive consumer reporting
+   it, unless that consumer is over its quota. Only the minimum number of shards move, because every move
+   costs a checkpoint flush, a shutdown, a re-initialisation and a handoff delay.
+4. Restart-safe. After a hub restart the coordinator starts empty and keeps whatever consumers report. It is
+   built with ``recovering=True`` for that case. For one ``timeout`` after its first heartbeat it then grants no
+   shard that no consumer has reported since the restart. Every consumer alive at the restart heartbeats within
+   that window, and a shard it reads but has not reported yet must not go to whoever heartbeats first.
+5. Deterministic. Ties are broken by consumer name, then by shard id, so a plan can be reproduced and tested.
+6. Only assignable shards are granted. The caller decides which shards are assignable. It leaves out finished
+   read-only shards and, for in-order groups, children whose parents are unfinished. Any other shard is left
+   out of every response, so whoever holds it lets go.
+7. Cheap. A heartbeat costs O(shards + consumers) of its group. The targets are cached and recomputed only
+   when the membership, a consumer's reported shards or the assignable set change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["GroupCoordinator", "MemberInfo", "assign"]
+
+
+def assign(shards: Sequence[int], holders: Mapping[str, frozenset[int]], previous: Mapping[int, str]) -> dict[int, str]:
+    """Return the target owner of every shard in ``shards``: balanced, sticky and deterministic.
+
+    ``holders`` maps each alive consumer to the shards it reports holding. Its iteration order is the
+    registration order, and the first reporter wins when several report a shard that has no alive previous
+    target. ``previous`` is the last target of each shard; owners that are not in ``holders`` are dead.
+
+    The shards that stay are the most any balanced plan can keep. Quotas are floor(n/c), and the ``extra``
+    ceil quotas go first to consumers that would otherwise have to drop a shard. Every consumer then keeps
+    as many of its sticky shards as its quota allows. Any other plan that is balanced keeps no more.
+    """
+    if not holders or not shards:
+        return {}
+    reporters: dict[int, list[str]] = {}
+    for consumer, held in holders.items():
+        for shard in held:
+            reporters.setdefault(shard, []).append(consumer)
+
+    # Sticky owner: the previous target if it is alive, else the first-registered consumer reporting the shard.
+    kept: dict[str, list[int]] = {consumer: [] for consumer in holders}
+    free: list[int] = []
+    for shard in shards:
+        owner = previous.get(shard)
+        if owner not in kept:
+            owner = next(iter(reporters.get(shard, ())), None)
+        if owner is None:
+            free.append(shard)
+        else:
+            kept[owner].append(shard)
+
+    # Quotas. A ceil quota saves a move only for a consumer whose sticky count is above the floor, so those
+    # consumers get the ceil quotas first, in name order.
+    base, extra = divmod(len(shards), len(holders))
+    names = sorted(holders)
+    quota = dict.fromkeys(names, base)
+    for consumer in sorted(names, key=lambda c: len(kept[c]) <= base)[:extra]:  # stable sort keeps name order
+        quota[consumer] += 1
+
+    # Trim consumers over quota. A consumer keeps the shards it actually reports first: dropping one it has
+    # not picked up yet costs nothing.
+    for consumer in names:
+        mine = kept[consumer]
+        if len(mine) > quota[consumer]:
+            held = holders[consumer]
+            mine.sort(key=lambda s: (s not in held, s))
+            free.extend(mine[quota[consumer] :])
+            del mine[quota[consumer] :]
+
+    # Hand out the free shards. A consumer with room that already reports a shard takes it, because that
+    # needs no handoff. The rest fill the remaining room in name order.
+    target = {shard: consumer for consumer, mine in kept.items() for shard in mine}
+    room = {consumer: quota[consumer] - len(kept[consumer]) for consumer in names}
+    leftover: list[int] = []
+    for shard in sorted(free):
+        taker = next((c for c in reporters.get(shard, ()) if room[c] > 0), None)
+        if taker is None:
+            leftover.append(shard)
+        else:
+            target[shard] = taker
+            room[taker] -= 1
+    slots = [consumer for consumer in names for _ in range(room[consumer])]
+    target.update(zip(leftover, slots, strict=True))
+    return {shard: target[shard] for shard in shards}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """One consumer as the coordinator sees it, for status displays."""
+
+    last_seen: float
+    held: frozenset[int]
+    """The shards it reported in its last heartbeat."""
+    granted: frozenset[int]
+    """The shards in its last response."""
+
+
+@dataclass(slots=True)
+class _Member:
+    seq: int  # registration order: the first-registered consumer wins a shard that two consumers report
+    last_seen: float
+    held: frozenset[int] = frozenset()
+    granted: frozenset[int] = frozenset()
+
+
+class GroupCoordinator:
+    """The coordinator of one consumer group: heartbeats in, the shards each consumer should hold out.
+
+    ``timeout`` is the liveness timeout in seconds. A consumer whose last heartbeat is more than
+    ``timeout`` seconds old is dropped. It may be changed at any time, and the next call uses the new value.
+    Pass ``recovering=True`` when the group existed before this process started (invariant 4). It then grants
+    no shard that nobody has reported until ``timeout`` seconds after its first heartbeat.
+    """
+
+    def __init__(self, timeout: float, *, recovering: bool = False) -> None:
+        self.timeout = timeout
+        # While ``now`` < this, only shards reported since the start may be granted. The value is +inf until the
+        # first heartbeat starts the window, and -inf when the coordinator is not recovering.
+        self._recovery_end = math.inf if recovering else -math.inf
+        self._reported_since_start: set[int] = set()
+        # Ordered by last heartbeat, oldest first: each heartbeat re-inserts its member at the end, so expiry
+        # only looks at the front. If ``now`` went backwards, expiry would come late, never early.
+        self._members: dict[str, _Member] = {}
+        self._next_seq = 0
+        self._reporters: dict[int, set[str]] = {}  # shard -> alive consumers reporting it
+        self._grantee: dict[int, str] = {}  # shard -> the alive consumer whose last response held it
+        self._assignable: tuple[int, ...] = ()
+        self._targets: dict[int, str] = {}
+        self._targets_of: dict[str, list[int]] = {}
+        self._stale = True  # the cached targets no longer match membership, reports or assignable shards
+
+    def heartbeat(self, consumer: str, held: Iterable[int], assignable: Sequence[int], now: float) -> list[int]:
+        """Record a heartbeat and return, sorted, the shards ``consumer`` should hold from now on.
+
+        The first heartbeat registers the consumer. An unknown consumer is registered again, never refused,
+        because the SDK would otherwise stall (reference 7.8). A shard targeted here but still held by another
+        alive consumer is left out until that consumer lets go or times out. The response is the full set of
+        shards to hold, so a shard that is left out is one to shut down.
+        """
+        if self._recovery_end == math.inf:
+            self._recovery_end = now + self.timeout
+        self.expire(now)
+        member = self._members.pop(consumer, None)
+        if member is None:
+            member = _Member(seq=self._next_seq, last_seen=now)
+            self._next_seq += 1
+            self._stale = True
+        member.last_seen = now
+        self._members[consumer] = member  # re-inserted at the end, so the dict stays ordered by last_seen
+
+        reported = frozenset(held)
+        if reported != member.held:
+            self._set_reported(consumer, member, reported)
+        if now < self._recovery_end:
+            self._reported_since_start.update(reported)
+        shards = tuple(sorted(set(assignable)))
+        if shards != self._assignable:
+            self._assignable = shards
+            self._stale = True
+        if self._stale:
+            self._recompute()
+
+        granted = [s for s in self._targets_of.get(consumer, ()) if self._is_free_for(s, consumer, reported, now)]
+        self._set_granted(consumer, member, frozenset(granted))
+        return granted
+
+    def owner_of(self, shard: int, now: float) -> str | None:
+        """The alive consumer that holds ``shard`` for checkpoint purposes, or None.
+
+        That is the consumer it was last granted to, or else the first-registered alive consumer that still
+        reports it. A releasing owner stays the owner until it lets go.
+        """
+        self.expire(now)
+        grantee = self._grantee.get(shard)
+        if grantee is not None:
+            return grantee
+        reporters = self._reporters.get(shard)
+        if not reporters:
+            return None
+        return min(reporters, key=lambda c: self._members[c].seq)
+
+    def may_commit(self, consumer: str, shard: int, now: float) -> bool:
+        """True if ``consumer`` is alive and was granted ``shard`` or still reports it.
+
+        A consumer that still reports a revoked shard may commit, so it can flush its final checkpoint.
+        """
+        self.expire(now)
+        member = self._members.get(consumer)
+        return member is not None and (shard in member.granted or shard in member.held)
+
+    def members(self, now: float) -> dict[str, MemberInfo]:
+        """The alive consumers, in registration order."""
+        self.expire(now)
+        ordered = sorted(self._members.items(), key=lambda item: item[1].seq)
+        return {name: MemberInfo(m.last_seen, m.held, m.granted) for name, m in ordered}
+
+    def expire(self, now: float) -> list[str]:
+        """Drop every consumer silent for more than ``timeout`` seconds and return their names."""
+        dropped: list[str] = []
+        for name, member in self._members.items():  # oldest heartbeat first
+            if now - member.last_seen <= self.timeout:
+                break
+            dropped.append(name)
+        for name in dropped:
+            self._drop(name)
+        return dropped
+
+    def leave(self, consumer: str) -> None:
+        """Remove ``consumer`` at once: it says it has released everything. Unknown names are ignored."""
+        if consumer in self._members:
+            self._drop(consumer)
+
+    def _is_free_for(self, shard: int, consumer: str, reported: frozenset[int], now: float) -> bool:
+        """May ``shard``, targeted to ``consumer``, go in its response now? This is the handoff rule (invariant 1)."""
+        grantee = self._grantee.get(shard, consumer)
+        if grantee != consumer:
+            return False  # its last response still holds it: it has not yet heard that the shard was revoked
+        if shard in reported or self._grantee.get(shard) == consumer:
+            return True  # it already holds the shard; any other reporter gets told to let go
+        if self._reporters.get(shard):
+            return False  # another consumer still reports it: wait until it lets go or times out
+        # Nobody reports it. Just after a restart, a consumer that has not heartbeated yet may still be reading it.
+        return now >= self._recovery_end or shard in self._reported_since_start
+
+    def _set_reported(self, consumer: str, member: _Member, reported: frozenset[int]) -> None:
+        for shard in member.held - reported:
+            reporters = self._reporters[shard]
+            reporters.discard(consumer)
+            if not reporters:
+                del self._reporters[shard]
+        for shard in reported - member.held:
+            self._reporters.setdefault(shard, set()).add(consumer)
+        member.held = reported
+        self._stale = True
+
+    def _set_granted(self, consumer: str, member: _Member, granted: frozenset[int]) -> None:
+        if granted == member.granted:
+            return
+        for shard in member.granted - granted:
+            if self._grantee.get(shard) == consumer:
+                del self._grantee[shard]
+        for shard in granted:
+            self._grantee[shard] = consumer
+        member.granted = granted
+
+    def _drop(self, consumer: str) -> None:
+        member = self._members[consumer]
+        self._set_reported(consumer, member, frozenset())
+        self._set_granted(consumer, member, frozenset())
+        del self._members[consumer]
+        self._stale = True
+
+    def _recompute(self) -> None:
+        ordered = sorted(self._members.items(), key=lambda item: item[1].seq)
+        self._targets = assign(self._assignable, {name: m.held for name, m in ordered}, self._targets)
+        targets_of: dict[str, list[int]] = {name: [] for name, _ in ordered}
+        for shard, owner in self._targets.items():  # in shard order, so each list is sorted
+            targets_of[owner].append(shard)
+        self._targets_of = targets_of
+        self._stale = False

@@ -13,10 +13,10 @@ from sluice.testing import HubProcess, free_port
 
 def _round_trip(sdk: LogClient, project: str) -> None:
     sdk.create_project(project, "addressing")
-    sdk.create_logstore(project, "ls", ttl=1, shard_count=1)
-    sdk.put_logs(PutLogsRequest(project, "ls", "topic", "", [LogItem(contents=[("k", "v")])]))
-    cursor = sdk.get_begin_cursor(project, "ls", 0).get_cursor()
-    logs = sdk.pull_logs(project, "ls", 0, cursor).get_flatten_logs_json()
+    sdk.create_logstore(project, "logs", ttl=1, shard_count=1)
+    sdk.put_logs(PutLogsRequest(project, "logs", "topic", "", [LogItem(contents=[("k", "v")])]))
+    cursor = sdk.get_begin_cursor(project, "logs", 0).get_cursor()
+    logs = sdk.pull_logs(project, "logs", 0, cursor).get_flatten_logs_json()
     assert [x["k"] for x in logs] == ["v"]
     assert project in [p["projectName"] for p in sdk.list_project().get_projects()]
     sdk.delete_project(project)

@@ -88,9 +88,15 @@ def test_invalid_cursors(sdk: LogClient, project: str, logstore: str) -> None:
         with pytest.raises(LogException) as exc:
             sdk.pull_logs(project, logstore, 0, cursor)
         assert (exc.value.get_error_code(), exc.value.resp_status) == ("InvalidCursor", 400)
-    with pytest.raises(LogException) as exc:
-        sdk.get_cursor(project, logstore, 0, "yesterday-ish")
-    assert exc.value.get_error_code() == "ParameterInvalid"
+    _assert_still_serving(sdk)
+
+
+def test_invalid_cursor_from(hub: HubProcess, sdk: LogClient, project: str, logstore: str) -> None:
+    """GetCursor with a `from` that is neither begin, end nor a unix time is 400 ParameterInvalid."""
+    for value in ("yesterday-ish", "nan", "-5", ""):
+        err = _raw(hub, "GET", f"/logstores/{logstore}/shards/0", project=project,
+                   params=[("type", "cursor"), ("from", value)])
+        assert err is not None and (err.error_code, err.http_status) == ("ParameterInvalid", 400), (value, err)
     _assert_still_serving(sdk)
 
 

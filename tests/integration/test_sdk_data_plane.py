@@ -143,8 +143,8 @@ def test_put_log_raw_round_trips_bytes_exactly(sdk: LogClient, project: str) -> 
         sent.append(group.SerializeToString())
     cursor = sdk.get_cursor(project, ls, 0, "begin").get_cursor()
     resp = sdk.pull_logs(project, ls, 0, cursor)
-    assert resp.get_log_count() == 3
     raw_body = resp._raw_uncompressed_body  # the decompressed LogGroupList, before the SDK parses it
+    assert resp.get_loggroup_count() == 3 and resp.get_log_count() == 12
     assert [bytes(b) for b in split_groups(raw_body)] == sent
     assert [g.Topic for g in resp.get_loggroup_list().LogGroups] == ["topic-0", "topic-1", "topic-2"]
 
@@ -198,7 +198,7 @@ def test_end_cursor_bounds_pull(sdk: LogClient, project: str) -> None:
     begin = sdk.get_begin_cursor(project, ls, 0).get_cursor()
     two = sdk.pull_logs(project, ls, 0, begin, count=2).get_next_cursor()
     resp = sdk.pull_logs(project, ls, 0, begin, count=100, end_cursor=two)
-    assert resp.get_log_count() == 2 and resp.get_next_cursor() == two
+    assert resp.get_loggroup_count() == 2 and resp.get_next_cursor() == two
     everything = [x for r in sdk.pull_log(project, ls, 0, 0, int(time.time()) + 10) for x in r.get_flatten_logs_json()]
     assert [x["i"] for x in everything] == ["0", "1", "2", "3"]
 

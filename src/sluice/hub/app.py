@@ -221,7 +221,9 @@ class Hub:
     # ------------------------------------------------------------------ projects
     async def _project_route(self, req: _Request) -> web.StreamResponse:
         method = req.method
-        if method == "GET" and req.project is None:
+        # ListProject: no project in Host, or the paging parameters GetProject never sends (a Host like
+        # "sls.example.internal" via HTTP_PROXY has no project, but its first label would look like one).
+        if method == "GET" and (req.project is None or "offset" in req.params or "size" in req.params):
             return self._list_projects(req)
         if method == "POST":
             data = req.json() if req.body else {}

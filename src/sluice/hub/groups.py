@@ -51,9 +51,9 @@ def assign(shards: Sequence[int], holders: Mapping[str, frozenset[int]], previou
     registration order, and the first reporter wins when several report a shard that has no alive previous
     target. ``previous`` is the last target of each shard; owners that are not in ``holders`` are dead.
 
-    The shards that stay are the most any balanced plan can keep. Quotas are floor(n/c), and the ``extra``
-    ceil quotas go first to consumers that would otherwise have to drop a shard. Every consumer then keeps
-    as many of its sticky shards as its quota allows. Any other plan that is balanced keeps no more.
+    ``shards`` are distinct ids. Each consumer's quota is floor(shards/consumers), and the remainder's
+    ceil quotas go first to consumers that would otherwise have to drop a sticky shard. Every consumer then
+    keeps as many of its sticky shards as its quota allows, which is the most any balanced plan can keep.
     """
     if not holders or not shards:
         return {}
@@ -139,7 +139,7 @@ class GroupCoordinator:
 
     def __init__(self, timeout: float, *, recovering: bool = False) -> None:
         self.timeout = timeout
-        # While ``now`` < this, only shards reported since the start may be granted. The value is +inf until the
+        # While ``now`` <= this, only shards reported since the start may be granted. The value is +inf until the
         # first heartbeat starts the window, and -inf when the coordinator is not recovering.
         self._recovery_end = math.inf if recovering else -math.inf
         self._reported_since_start: set[int] = set()
@@ -176,7 +176,7 @@ class GroupCoordinator:
         reported = frozenset(held)
         if reported != member.held:
             self._set_reported(consumer, member, reported)
-        if now < self._recovery_end:
+        if now <= self._recovery_end:
             self._reported_since_start.update(reported)
         shards = tuple(sorted(set(assignable)))
         if shards != self._assignable:
@@ -245,7 +245,8 @@ class GroupCoordinator:
         if self._reporters.get(shard):
             return False  # another consumer still reports it: wait until it lets go or times out
         # Nobody reports it. Just after a restart, a consumer that has not heartbeated yet may still be reading it.
-        return now >= self._recovery_end or shard in self._reported_since_start
+        # Such a consumer was last seen no later than the window's start, so it is alive until the window's end.
+        return now > self._recovery_end or shard in self._reported_since_start
 
     def _set_reported(self, consumer: str, member: _Member, reported: frozenset[int]) -> None:
         for shard in member.held - reported:

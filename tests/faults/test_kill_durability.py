@@ -23,7 +23,7 @@ def test_acknowledged_batches_survive_sigkill(tmp_path) -> None:  # type: ignore
     client = Client(hub.url, hub.access_key_id, hub.access_key_secret, timeout=5,
                     retry=RetryPolicy(attempts=1))
     client.create_project("durable")
-    client.create_logstore("durable", "ls", shard_count=2)
+    client.create_logstore("durable", "events", shard_count=2)
     acked: list[int] = []
     attempted = [0]
     stop = threading.Event()
@@ -35,7 +35,7 @@ def test_acknowledged_batches_survive_sigkill(tmp_path) -> None:  # type: ignore
             attempted[0] = batch
             logs = [{"batch": str(batch), "i": str(i), "pad": "x" * 200} for i in range(50)]
             try:
-                client.put_logs("durable", "ls", logs, topic="t")
+                client.put_logs("durable", "events", logs, topic="t")
             except SluiceError:
                 time.sleep(0.05)  # hub down: a new batch id next time, never a blind retry
                 continue
@@ -58,10 +58,10 @@ def test_acknowledged_batches_survive_sigkill(tmp_path) -> None:  # type: ignore
 
     seen: dict[int, int] = {}
     for shard in (0, 1):
-        cursor = client.get_cursor("durable", "ls", shard, "begin")
+        cursor = client.get_cursor("durable", "events", shard, "begin")
         last_batch = 0
         while True:
-            result = client.pull_logs("durable", "ls", shard, cursor)
+            result = client.pull_logs("durable", "events", shard, cursor)
             if result.count == 0:
                 break
             for group in result.log_groups():

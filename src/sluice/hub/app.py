@@ -124,6 +124,10 @@ class Hub:
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = time.time()
+        # Groups that existed before this start: their consumers are still running and will report what
+        # they hold; their coordinators hand out unreported shards only after one timeout (no double reads).
+        with store.lock:
+            self._recovering = {(p, l, g) for (p, l), meta in store.logstores.items() for g in meta.groups}
         store.add_listener(self._on_commit)
 
     # ------------------------------------------------------------------ plumbing
@@ -528,7 +532,8 @@ class Hub:
         key = (project, ls, group.name)
         coord = self.coordinators.get(key)
         if coord is None:
-            coord = self.coordinators[key] = GroupCoordinator(float(group.timeout))
+            coord = self.coordinators[key] = GroupCoordinator(float(group.timeout),
+                                                              recovering=key in self._recovering)
         coord.timeout = float(group.timeout)
         return coord
 

@@ -128,6 +128,6 @@ class LogstoreMeta:
 class ReadResult:
     """Groups read from a shard: their bytes in order, and the sequence number after the last one."""
 
-    blobs: list[bytes]
+    blobs: list[bytes | memoryview]
     next_seq: int
     raw_bytes: int

@@ -1,14 +1,19 @@
-"""The hub's durable store on SQLite in WAL mode: one database file for data and metadata.
+"""The hub's durable store: SQLite in WAL mode for metadata and the per-group index, append-only segment
+files (``segments.py``) for the LogGroup bytes.
 
 Why SQLite: crash safety is proven (a committed transaction survives kill -9 in WAL mode with
 ``synchronous=NORMAL``; ``FULL`` adds an fsync per commit for power loss), readers never block the writer, and
-one file is easy to back up. Why this shape:
+the metadata is one file. Why this shape:
 
 * **One writer thread, group commit.** Every mutation is an operation queued to the writer; consecutive data
   operations (appends, checkpoints) share one transaction, metadata operations commit alone. A caller's
   future resolves only after *its* transaction committed, so an acknowledged PutLogs is on disk.
-* **Row id = shard uid << 40 | sequence number.** A shard's groups are contiguous in the table b-tree: a
-  PullLogs is one range scan, no secondary index; 2^40 groups per shard is plenty.
+* **Data before index.** An append writes the group's bytes to its shard's segment file, then inserts the
+  index row (receive time, log count, segment, offset, length); the batch commits after all of them (and,
+  with ``--sync full``, after fsyncing the segments). A failed batch cuts the files back; a crash leaves at
+  most unindexed bytes at a segment's tail, which recovery truncates.
+* **Index row id = shard uid << 40 | sequence number.** A shard's groups are contiguous in the b-tree: a
+  PullLogs is one range scan plus one pread per run of groups.
 * **Metadata lives in memory** (projects, logstores, shards, groups, checkpoints are small) and is changed only
   by the writer *after* commit; readers see only committed state. Each shard keeps two counters: ``end_seq``
   (committed, what readers see) and a reserved next sequence (writer only), reset if a transaction fails.
@@ -42,6 +47,7 @@ from ...wire.errors import (
     SLSError,
     StorageFull,
 )
+from .segments import SegmentFiles
 from .base import (
     Checkpoint,
     GroupMeta,
@@ -80,7 +86,8 @@ CREATE TABLE IF NOT EXISTS checkpoints(
     cursor TEXT NOT NULL, seq INT NOT NULL, consumer TEXT NOT NULL, update_time INT NOT NULL,
     PRIMARY KEY(project, logstore, grp, shard));
 CREATE TABLE IF NOT EXISTS log(
-    id INTEGER PRIMARY KEY, recv_ms INT NOT NULL, nlogs INT NOT NULL, data BLOB NOT NULL);
+    id INTEGER PRIMARY KEY, recv_ms INT NOT NULL, nlogs INT NOT NULL,
+    seg INT NOT NULL, off INT NOT NULL, len INT NOT NULL);
 """
 
 
@@ -121,6 +128,7 @@ class SQLiteStore:
         self._listeners: list[Callable[[set[int]], None]] = []
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self.segments = SegmentFiles(Path(data_dir) / "segments")
         self._conn = self._connect(page_size)
         self._conn.executescript(_SCHEMA)
         self._load()
@@ -178,6 +186,10 @@ class SQLiteStore:
             self._shards_by_uid[uid] = shard
             self._next_seq[uid] = shard.end_seq
             self._last_recv[uid] = shard.last_write_ms
+            live = dict(c.execute("SELECT seg, MAX(off + len) FROM log WHERE id >= ? AND id < ? GROUP BY seg",
+                                  (lo, lo + _SEQ_MASK + 1)).fetchall())
+            self.segments.recover(uid, live)
+        self.segments.forget_unknown(set(self._shards_by_uid))
         for project, ls, name, timeout, in_order in c.execute("SELECT * FROM groups"):
             self.logstores[(project, ls)].groups[name] = GroupMeta(name, timeout, bool(in_order))
         for project, ls, grp, shard, cursor, seq, consumer, ut in c.execute("SELECT * FROM checkpoints"):
@@ -199,6 +211,7 @@ class SQLiteStore:
                 except sqlite3.Error:
                     pass
         self._conn.close()
+        self.segments.close()
 
     # ------------------------------------------------------------------ the writer
     def _submit(self, fn: Callable[[sqlite3.Connection], tuple[Any, Callable[[], None] | None]],
@@ -233,6 +246,7 @@ class SQLiteStore:
     def _run_batch(self, batch: list[_Op]) -> None:
         conn = self._conn
         outcomes: list[tuple[_Op, Any, Callable[[], None] | None, BaseException | None]] = []
+        mark = self.segments.mark()
         try:
             conn.execute("BEGIN IMMEDIATE")
             with self.lock:
@@ -248,12 +262,18 @@ class SQLiteStore:
                     added[result.uid] = added.get(result.uid, 0) + result.size
             for uid, nbytes in added.items():
                 conn.execute("UPDATE shards SET bytes_stored = bytes_stored + ? WHERE uid=?", (nbytes, uid))
+            if self.sync_full and added:
+                self.segments.sync(set(added))  # data on disk before the index that points at it
             conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - any SQL failure fails the whole batch, nothing is acknowledged
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            try:
+                self.segments.rollback(mark)
+            except OSError:
+                log.exception("could not cut back segment files; recovery at next start will")
             with self.lock:
                 for uid, shard in self._shards_by_uid.items():
                     self._next_seq[uid] = shard.end_seq
@@ -400,6 +420,7 @@ class SQLiteStore:
     def _forget_logstore(self, meta: LogstoreMeta) -> None:
         self.logstores.pop((meta.project, meta.name), None)
         for s in meta.shards.values():
+            self.segments.drop_shard(s.uid)
             self._shards_by_uid.pop(s.uid, None)
             self._next_seq.pop(s.uid, None)
             self._last_recv.pop(s.uid, None)
@@ -477,6 +498,7 @@ class SQLiteStore:
             def post() -> None:
                 meta.shards.pop(shard_id, None)
                 self._shards_by_uid.pop(shard.uid, None)
+                self.segments.drop_shard(shard.uid)
             return None, post
         return self._submit(fn)
 
@@ -492,8 +514,10 @@ class SQLiteStore:
             self._next_seq[shard.uid] = seq + 1
             now_ms = max(int(time.time() * 1000), self._last_recv[shard.uid])
             self._last_recv[shard.uid] = now_ms
-            conn.execute("INSERT INTO log VALUES (?,?,?,?)", ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, data))
+            base, offset = self.segments.append(shard.uid, seq, data)
             size = len(data)
+            conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?)",
+                         ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, size))
 
             def post() -> None:
                 shard.end_seq = max(shard.end_seq, seq + 1)
@@ -510,19 +534,37 @@ class SQLiteStore:
         if count <= 0 or start >= stop:
             return ReadResult([], max(start, min(stop, start)), 0)
         base = shard.uid << SEQ_BITS
-        blobs: list[bytes] = []
+        rows: list[tuple[int, int, int, int]] = []
         total = 0
-        nxt = start
-        cur = self._reader().execute("SELECT id, data FROM log WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+        cur = self._reader().execute("SELECT id, seg, off, len FROM log WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
                                      (base | start, base | stop, count))
-        for rid, data in cur:
-            blobs.append(data)
-            total += len(data)
-            nxt = (rid & _SEQ_MASK) + 1
+        for row in cur:
+            rows.append(row)
+            total += row[3]
             if total >= max_bytes:
                 break
         cur.close()
-        return ReadResult(blobs, nxt, total)
+        if not rows:
+            return ReadResult([], start, 0)
+        blobs: list[bytes] = []
+        i = 0
+        try:
+            while i < len(rows):  # one pread per run of consecutive groups in one segment
+                j = i
+                while (j + 1 < len(rows) and rows[j + 1][1] == rows[i][1]
+                       and rows[j + 1][2] == rows[j][2] + rows[j][3]):
+                    j += 1
+                first_off = rows[i][2]
+                chunk = memoryview(self.segments.read(shard.uid, rows[i][1], first_off,
+                                                      rows[j][2] + rows[j][3] - first_off))
+                for _, _, off, length in rows[i:j + 1]:
+                    blobs.append(chunk[off - first_off: off - first_off + length])  # type: ignore[arg-type]
+                i = j + 1
+        except FileNotFoundError:  # retention removed the segment under us: return what we have
+            rows = rows[:len(blobs)]
+        if not blobs:
+            return ReadResult([], max(start, shard.begin_seq), 0)
+        return ReadResult(blobs, (rows[len(blobs) - 1][0] & _SEQ_MASK) + 1, sum(r[3] for r in rows[:len(blobs)]))
 
     def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None:
         row = self._reader().execute("SELECT recv_ms FROM log WHERE id=?", ((shard.uid << SEQ_BITS) | seq,)).fetchone()
@@ -551,7 +593,7 @@ class SQLiteStore:
 
     def bytes_between(self, shard: ShardMeta, start: int, end: int) -> int:
         base = shard.uid << SEQ_BITS
-        row = self._reader().execute("SELECT COALESCE(SUM(length(data)),0) FROM log WHERE id >= ? AND id < ?",
+        row = self._reader().execute("SELECT COALESCE(SUM(len),0) FROM log WHERE id >= ? AND id < ?",
                                      (base | max(start, shard.begin_seq), base | end)).fetchone()
         return int(row[0])
 
@@ -568,6 +610,7 @@ class SQLiteStore:
 
             def post() -> None:
                 shard.begin_seq = max(shard.begin_seq, boundary)
+                self.segments.drop_before(shard.uid, boundary)
             return boundary - shard.begin_seq, post
         return self._submit(fn)
 

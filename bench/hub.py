@@ -83,23 +83,26 @@ async def pull(t: Transport, project: str, ls: str, shards: int) -> dict[str, fl
     total = 0
     groups = 0
 
+    async def fetch(shard: int, cursor: str):  # type: ignore[no-untyped-def]
+        return await t.request("GET", f"/logstores/{ls}/shards/{shard}", project=project,
+                               params=[("type", "log"), ("cursor", cursor), ("count", "1000")],
+                               headers={"Accept-Encoding": "lz4", "Accept": "application/x-protobuf"})
+
     async def reader(shard: int) -> None:
+        """A pipelined reader, as a consumer should be: the next PullLogs is in flight while the current
+        body is decompressed (lz4 releases the GIL, so that runs on a thread)."""
         nonlocal total, groups
         resp = await t.request("GET", f"/logstores/{ls}/shards/{shard}", project=project,
                                params=[("type", "cursor"), ("from", "begin")])
-        cursor = resp.json()["cursor"]
-        while True:
-            resp = await t.request("GET", f"/logstores/{ls}/shards/{shard}", project=project,
-                                   params=[("type", "log"), ("cursor", cursor), ("count", "1000")],
-                                   headers={"Accept-Encoding": "lz4", "Accept": "application/x-protobuf"})
-            n = int(resp.headers["x-log-count"])
-            if n == 0:
-                return
+        resp = await fetch(shard, resp.json()["cursor"])
+        while int(resp.headers["x-log-count"]):
+            nxt = asyncio.ensure_future(fetch(shard, resp.headers["x-log-cursor"]))
             raw_size = int(resp.headers["x-log-bodyrawsize"])
-            decompress(resp.body, resp.headers.get("x-log-compresstype"), raw_size, limit=1 << 30)
+            await asyncio.to_thread(decompress, resp.body, resp.headers.get("x-log-compresstype"), raw_size,
+                                    limit=1 << 30)
             total += raw_size
-            groups += n
-            cursor = resp.headers["x-log-cursor"]
+            groups += int(resp.headers["x-log-count"])
+            resp = await nxt
 
     t0 = time.perf_counter()
     await asyncio.gather(*(reader(s) for s in range(shards)))

@@ -25,7 +25,7 @@ from aiohttp import web
 from ..wire import errors as E
 from ..wire.compress import choose_encoding, compress, decompress
 from ..wire.cursor import decode_cursor, encode_cursor
-from ..wire.loggroup import frame_groups, parse_group
+from ..wire.loggroup import parse_group
 from .addressing import project_from_host
 from .auth import Authenticator
 from .config import DEFAULT_MAX_PULL_COUNT, HubConfig
@@ -447,12 +447,11 @@ class Hub:
 
     def _read_and_encode(self, shard: ShardMeta, seq: int, count: int, end: int | None,
                          encoding: str) -> tuple[bytes, int, int, int]:
-        """Runs on a reader thread: fetch stored groups, frame them as a LogGroupList, compress once."""
+        """Runs on a reader thread: fetch the stored (already framed) groups, compress once."""
         result = self.store.read(shard, seq, count, self.config.max_pull_bytes, end)
-        if not result.blobs:
+        if not result.count:
             return b"", 0, 0, max(seq, min(result.next_seq, shard.end_seq))
-        raw = frame_groups(result.blobs)
-        return compress(raw, encoding), len(raw), len(result.blobs), result.next_seq
+        return compress(result.body, encoding), len(result.body), result.count, result.next_seq
 
     def _wait_seconds(self, req: _Request) -> float:
         text = req.headers.get("x-sluice-wait")

@@ -126,8 +126,10 @@ class LogstoreMeta:
 
 @dataclass
 class ReadResult:
-    """Groups read from a shard: their bytes in order, and the sequence number after the last one."""
+    """Groups read from a shard: a serialized LogGroupList of ``count`` groups, and the sequence number
+    after the last one."""
 
-    blobs: list[bytes | memoryview]
+    body: bytes
+    count: int
     next_seq: int
     raw_bytes: int

@@ -17,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ...wire.loggroup import encode_varint
+
 __all__ = ["SegmentFiles", "DEFAULT_SEGMENT_BYTES"]
 
 DEFAULT_SEGMENT_BYTES = 64 << 20
@@ -69,7 +71,7 @@ class SegmentFiles:
 
     # ------------------------------------------------------------------ writing (writer thread only)
     def append(self, uid: int, seq: int, data: bytes) -> tuple[int, int]:
-        """Write ``data`` as group ``seq`` of shard ``uid``; returns (segment base, offset)."""
+        """Write ``data`` as group ``seq`` of shard ``uid``; returns (segment base, offset of its record)."""
         segs = self._segments.setdefault(uid, [])
         if not segs or segs[-1].size >= self.segment_bytes:
             d = self.root / str(uid)
@@ -80,11 +82,17 @@ class SegmentFiles:
         if seg.wfd is None:
             seg.wfd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         offset = seg.size
-        view = memoryview(data)
-        while view:
-            n = os.write(seg.wfd, view)
-            view = view[n:]
-            seg.size += n
+        # Stored framed, as a LogGroupList element (0x0A, varint length, group): a run of consecutive
+        # records is then a valid LogGroupList body as it lies on disk, served by one pread, no re-framing.
+        header = b"\x0a" + encode_varint(len(data))
+        written = os.writev(seg.wfd, [header, data])
+        total = len(header) + len(data)
+        if written < total:  # a short write (signal, nearly full disk): finish it or fail the batch
+            rest = memoryview(header + bytes(data))[written:]
+            while rest:
+                n = os.write(seg.wfd, rest)
+                rest = rest[n:]
+        seg.size += total
         return seg.base, offset
 
     def mark(self) -> dict[int, tuple[int, int]]:

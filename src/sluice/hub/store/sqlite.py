@@ -47,6 +47,7 @@ from ...wire.errors import (
     SLSError,
     StorageFull,
 )
+from ...wire.loggroup import encode_varint
 from .segments import SegmentFiles
 from .base import (
     Checkpoint,
@@ -516,8 +517,9 @@ class SQLiteStore:
             self._last_recv[shard.uid] = now_ms
             base, offset = self.segments.append(shard.uid, seq, data)
             size = len(data)
+            framed = size + 1 + len(encode_varint(size))
             conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?)",
-                         ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, size))
+                         ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, framed))
 
             def post() -> None:
                 shard.end_seq = max(shard.end_seq, seq + 1)
@@ -528,11 +530,12 @@ class SQLiteStore:
 
     def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None) -> ReadResult:
         """Up to ``count`` groups from ``start`` (clamped to the oldest kept), at least one, stopping once
-        ``max_bytes`` is reached, never past ``end`` or the committed end."""
+        ``max_bytes`` is reached, never past ``end`` or the committed end. The body is the serialized
+        LogGroupList, exactly as PullLogs sends it before compression."""
         stop = shard.end_seq if end is None else min(end, shard.end_seq)
         start = max(start, shard.begin_seq)
         if count <= 0 or start >= stop:
-            return ReadResult([], max(start, min(stop, start)), 0)
+            return ReadResult(b"", 0, start, 0)
         base = shard.uid << SEQ_BITS
         rows: list[tuple[int, int, int, int]] = []
         total = 0
@@ -544,27 +547,28 @@ class SQLiteStore:
             if total >= max_bytes:
                 break
         cur.close()
-        if not rows:
-            return ReadResult([], start, 0)
-        blobs: list[bytes] = []
+        chunks: list[bytes] = []
+        done = 0
         i = 0
         try:
-            while i < len(rows):  # one pread per run of consecutive groups in one segment
+            while i < len(rows):  # one pread per run of consecutive records in one segment
                 j = i
                 while (j + 1 < len(rows) and rows[j + 1][1] == rows[i][1]
                        and rows[j + 1][2] == rows[j][2] + rows[j][3]):
                     j += 1
                 first_off = rows[i][2]
-                chunk = memoryview(self.segments.read(shard.uid, rows[i][1], first_off,
-                                                      rows[j][2] + rows[j][3] - first_off))
-                for _, _, off, length in rows[i:j + 1]:
-                    blobs.append(chunk[off - first_off: off - first_off + length])  # type: ignore[arg-type]
+                chunk = self.segments.read(shard.uid, rows[i][1], first_off, rows[j][2] + rows[j][3] - first_off)
+                if len(chunk) != rows[j][2] + rows[j][3] - first_off:
+                    raise FileNotFoundError("segment shorter than its index")
+                chunks.append(chunk)
+                done = j + 1
                 i = j + 1
         except FileNotFoundError:  # retention removed the segment under us: return what we have
-            rows = rows[:len(blobs)]
-        if not blobs:
-            return ReadResult([], max(start, shard.begin_seq), 0)
-        return ReadResult(blobs, (rows[len(blobs) - 1][0] & _SEQ_MASK) + 1, sum(r[3] for r in rows[:len(blobs)]))
+            pass
+        if done == 0:
+            return ReadResult(b"", 0, max(start, shard.begin_seq), 0)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return ReadResult(body, done, (rows[done - 1][0] & _SEQ_MASK) + 1, len(body))
 
     def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None:
         row = self._reader().execute("SELECT recv_ms FROM log WHERE id=?", ((shard.uid << SEQ_BITS) | seq,)).fetchone()

@@ -64,8 +64,8 @@ class _Request:
             raise E.PostBodyInvalid("the request body must be JSON and is empty")
         try:
             return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise E.PostBodyInvalid(f"the request body is not valid JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise E.PostBodyInvalid(f"the request body is not valid JSON: {type(exc).__name__}") from None
 
     def int_param(self, name: str, default: int | None = None) -> int:
         value = self.params.get(name)
@@ -272,7 +272,7 @@ class Hub:
         }
 
     def _list_projects(self, req: _Request) -> web.StreamResponse:
-        offset, size = req.int_param("offset", 0), req.int_param("size", 100)
+        offset, size = max(0, req.int_param("offset", 0)), req.int_param("size", 100)
         pattern = req.params.get("projectName") or ""
         with self.store.lock:
             names = sorted(n for n in self.store.projects if pattern in n)
@@ -282,7 +282,7 @@ class Hub:
 
     # ------------------------------------------------------------------ logstores
     def _list_logstores(self, project: str, req: _Request) -> web.StreamResponse:
-        offset, size = req.int_param("offset", 0), req.int_param("size", 100)
+        offset, size = max(0, req.int_param("offset", 0)), req.int_param("size", 100)
         pattern = req.params.get("logstoreName") or ""
         with self.store.lock:
             names = sorted(n for (p, n) in self.store.logstores if p == project and pattern in n)
@@ -403,6 +403,8 @@ class Hub:
         except E.WireError as exc:
             raise E.PostBodyInvalid(f"the body is not a valid LogGroup: {exc}") from None
         nlogs = len(group.Logs)
+        if nlogs == 0:
+            raise E.PostBodyInvalid("the LogGroup holds no logs")
         if nlogs > self.config.max_put_logs:
             raise E.InvalidLogSize(
                 f"{nlogs} logs in one request exceed the limit of {self.config.max_put_logs}; split the request")

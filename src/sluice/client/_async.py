@@ -229,9 +229,11 @@ class AsyncClient:
     async def list_consumer_groups(self, project: str, logstore: str) -> list[dict[str, Any]]:
         return await self._json("GET", f"/logstores/{logstore}/consumergroups", project)  # type: ignore[no-any-return]
 
-    async def heartbeat(self, project: str, logstore: str, group: str, consumer: str, held: Sequence[int]) -> list[int]:
+    async def heartbeat(self, project: str, logstore: str, group: str, consumer: str, held: Sequence[int], *,
+                        headers: Mapping[str, str] | None = None) -> list[int]:
         data = await self._json("POST", f"/logstores/{logstore}/consumergroups/{group}", project,
-                                params=[("type", "heartbeat"), ("consumer", consumer)], body=list(held))
+                                params=[("type", "heartbeat"), ("consumer", consumer)], body=list(held),
+                                headers=headers)
         return [int(s) for s in data]
 
     async def update_checkpoint(self, project: str, logstore: str, group: str, shard: int, checkpoint: str, *,

@@ -628,6 +628,11 @@ class Hub:
         with self.store.lock:
             assignable = self.assignable_shards(meta, group)
         coord = self._coordinator(project, ls, group)
+        if not held and req.headers.get("x-sluice-leave"):
+            # sluice's consumer says goodbye after releasing everything (SLS has no such call): its shards
+            # move to the others at their next heartbeat instead of after the group timeout.
+            coord.leave(consumer)
+            return _json_response([])
         granted = coord.heartbeat(consumer, held, assignable, time.monotonic())
         return _json_response(granted)
 

@@ -1,0 +1,28 @@
+"""Consumer-group consumers: the native asyncio ``AsyncConsumer``, and drop-in replacements for the official
+SDK's ``ConsumerWorker`` family (switch a program by changing its imports)."""
+
+from .compat import (
+    CheckPointTracker,
+    ConsumerProcessorAdaptor,
+    ConsumerProcessorBase,
+    ConsumerWorker,
+    CursorPosition,
+    LogHubConfig,
+)
+from .config import ConsumerConfig
+from .processor import Processor, ShardContext
+from .worker import AsyncConsumer, ByteBudget
+
+__all__ = [
+    "AsyncConsumer",
+    "ByteBudget",
+    "CheckPointTracker",
+    "ConsumerConfig",
+    "ConsumerProcessorAdaptor",
+    "ConsumerProcessorBase",
+    "ConsumerWorker",
+    "CursorPosition",
+    "LogHubConfig",
+    "Processor",
+    "ShardContext",
+]

@@ -1,0 +1,363 @@
+"""``AsyncConsumer``: one consumer of one consumer group on one logstore, asyncio inside.
+
+Tasks, all on one event loop (so one process can follow hundreds of logstores on many endpoints):
+
+* ``_heartbeat_routine``: reports the held shards every ``heartbeat_interval`` (and at once when a shard
+  was released, so handoffs are quick); starts a shard routine for each newly granted shard and asks the
+  routine of each revoked shard to release it.
+* ``_shard_routine`` (one per held shard): fetch -> process -> checkpoint, with the next fetch already in
+  flight while the current batch is processed (bounded by bytes in flight across all shards). Against the
+  hub a fetch long-polls; against SLS, empty fetches back off up to ``max_poll_interval``.
+* ``_checkpoint_routine``: writes marked checkpoints every ``checkpoint_interval``.
+
+Releasing a shard (revoked, or stopping) cancels the prefetch, lets the current batch finish, writes the
+checkpoint, and only then stops reporting the shard, so the next owner starts exactly where this one
+stopped (no duplicates on a planned rebalance). Stopping ends with an empty heartbeat that tells the hub we
+left (an ``x-sluice-leave`` header SLS ignores), so our shards move at once instead of after the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Callable
+
+from ..client import AsyncClient
+from ..client._async import PullResult
+from ..wire import errors as E
+from ..wire.batch import Batch
+from .config import ConsumerConfig
+from .processor import Handler, HandlerProcessor, Processor, ShardContext
+
+__all__ = ["AsyncConsumer", "ByteBudget"]
+
+log = logging.getLogger("sluice.consumer")
+
+
+class ByteBudget:
+    """Bytes of fetched-but-unprocessed batches, shared by every shard (and consumer) that uses it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def wait_below_limit(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used < self.limit)
+
+    def take(self, n: int) -> None:
+        self.used += n
+
+    async def give(self, n: int) -> None:
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+class _Shard:
+    def __init__(self, shard: int, ctx: ShardContext) -> None:
+        self.shard = shard
+        self.ctx = ctx
+        self.task: asyncio.Task[None] | None = None
+        self.releasing = asyncio.Event()
+        self.done_at_end = False
+
+
+class AsyncConsumer:
+    """Consume a logstore as one member of a consumer group.
+
+    ``processor`` is a factory returning a ``Processor`` per shard, or give ``handler`` (a function of a
+    ``Batch``, sync or async) for the common case. ``await run()`` until ``stop()`` or, with ``end``, until
+    every held shard reached it.
+    """
+
+    def __init__(self, client: AsyncClient, config: ConsumerConfig, *, handler: Handler | None = None,
+                 processor: Callable[[], Processor] | None = None, budget: ByteBudget | None = None) -> None:
+        if (handler is None) == (processor is None):
+            raise E.ConfigError("give exactly one of handler= or processor=")
+        self.client = client
+        self.config = config
+        self._make_processor: Callable[[], Processor] = processor or (lambda: HandlerProcessor(handler))  # type: ignore[arg-type]
+        self.budget = budget or ByteBudget(config.max_in_flight_bytes)
+        self.shards: dict[int, _Shard] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_heartbeat_ok = time.monotonic()
+        self._ever_assigned = False
+        self._started = False
+        self._shutdown_task: asyncio.Future[None] | None = None
+        self.stats = {"batches": 0, "groups": 0, "bytes": 0, "errors": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.config.create_group:
+            await self._ensure_group()
+        self._tasks = [asyncio.create_task(self._heartbeat_routine(), name="sluice-heartbeat"),
+                       asyncio.create_task(self._checkpoint_routine(), name="sluice-checkpoint")]
+
+    async def run(self) -> None:
+        """Consume until ``stop()`` (or, with ``end``, until every held shard reached it), then shut down."""
+        await self.start()
+        await self._stopping.wait()
+        await self._shutdown()
+
+    async def stop(self) -> None:
+        """Release every shard (checkpoints written), leave the group, stop. Always returns."""
+        self._stopping.set()
+        self._wake.set()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Idempotent: the first caller does the work, later callers wait for it."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.ensure_future(self._do_shutdown())
+        await asyncio.shield(self._shutdown_task)
+
+    async def _do_shutdown(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await asyncio.gather(*(self._release(s) for s in list(self.shards.values())), return_exceptions=True)
+        if self._started:
+            with contextlib.suppress(E.SluiceError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._send_heartbeat([], leave=True), 10)
+
+    async def __aenter__(self) -> "AsyncConsumer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _ensure_group(self) -> None:
+        c = self.config
+        try:
+            await self.client.create_consumer_group(c.project, c.logstore, c.group, c.group_timeout, c.in_order)
+        except E.SLSError as exc:
+            if exc.error_code != "ConsumerGroupAlreadyExist":
+                raise
+            await self.client.update_consumer_group(c.project, c.logstore, c.group, timeout=c.group_timeout,
+                                                    in_order=c.in_order)
+
+    # ------------------------------------------------------------------ heartbeats
+    async def _send_heartbeat(self, held: list[int], *, leave: bool = False) -> list[int]:
+        c = self.config
+        headers = {"x-sluice-leave": "1"} if leave else None
+        return await self.client.heartbeat(c.project, c.logstore, c.group, c.consumer, held, headers=headers)
+
+    async def _heartbeat_routine(self) -> None:
+        c = self.config
+        while not self._stopping.is_set():
+            try:
+                assigned = set(await self._send_heartbeat(sorted(self.shards)))
+                self._last_heartbeat_ok = time.monotonic()
+            except E.SluiceError as exc:
+                log.warning("%s/%s group %s: heartbeat failed: %s", c.project, c.logstore, c.group, exc)
+                if time.monotonic() - self._last_heartbeat_ok > c.group_timeout + c.heartbeat_interval:
+                    log.error("%s/%s group %s: no heartbeat for too long; releasing every shard",
+                              c.project, c.logstore, c.group)
+                    for s in list(self.shards.values()):
+                        s.releasing.set()
+                assigned = None
+            if assigned is not None:
+                for shard in sorted(assigned - set(self.shards)):
+                    self._ever_assigned = True
+                    self._start_shard(shard)
+                for shard in set(self.shards) - assigned:
+                    self.shards[shard].releasing.set()
+                if c.end is not None and self._ever_assigned and self.shards and all(
+                        s.done_at_end for s in self.shards.values()):
+                    log.info("%s/%s group %s: every held shard reached the end position; stopping",
+                             c.project, c.logstore, c.group)
+                    self._stopping.set()
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), c.heartbeat_interval)
+
+    def _start_shard(self, shard: int) -> None:
+        state = _Shard(shard, ShardContext(shard, lambda: self._flush(state)))
+        self.shards[shard] = state
+        state.task = asyncio.create_task(self._shard_routine(state), name=f"sluice-shard-{shard}")
+
+    # ------------------------------------------------------------------ checkpoints
+    async def _flush(self, state: _Shard) -> None:
+        ctx = state.ctx
+        if not ctx.is_dirty:
+            return
+        value = ctx.pending
+        c = self.config
+        await self.client.update_checkpoint(c.project, c.logstore, c.group, state.shard, value,
+                                            consumer=c.consumer, force=False)
+        ctx.committed = value
+
+    async def _checkpoint_routine(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.checkpoint_interval)
+            for state in list(self.shards.values()):
+                try:
+                    await self._flush(state)
+                except E.SluiceError as exc:
+                    log.warning("shard %d: checkpoint not written (%s); will retry", state.shard, exc)
+
+    # ------------------------------------------------------------------ one shard
+    async def _initial_cursor(self, shard: int) -> str:
+        c = self.config
+        entries = await self.client.get_checkpoints(c.project, c.logstore, c.group, shard)
+        saved = entries[0]["checkpoint"] if entries else ""
+        if saved:
+            return str(saved)
+        return await self.client.get_cursor(c.project, c.logstore, shard, c.start)
+
+    async def _fetch(self, shard: int, cursor: str, end_cursor: str | None) -> PullResult:
+        c = self.config
+        await self.budget.wait_below_limit()
+        return await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
+                                           end_cursor=end_cursor, compress_type=c.compress_type,
+                                           wait=c.long_poll or None)
+
+    async def _shard_routine(self, state: _Shard) -> None:
+        try:
+            await self._consume_shard(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the shard is released; the group hands it out again
+            log.exception("shard %d: consumer stopped on an error; releasing the shard", state.shard)
+
+    async def _consume_shard(self, state: _Shard) -> None:
+        c = self.config
+        shard, ctx = state.shard, state.ctx
+        processor = self._make_processor()
+        prefetch: asyncio.Task[PullResult] | None = None
+        try:
+            cursor = await self._retrying(lambda: self._initial_cursor(shard), state, "read the checkpoint")
+            if cursor is None:
+                return
+            ctx.committed = ctx.pending = ""
+            end_cursor = None
+            if c.end is not None:
+                end_cursor = await self._retrying(lambda: self.client.get_cursor(c.project, c.logstore, shard, c.end),
+                                                  state, "find the end cursor")
+            await processor.initialize(ctx)
+            delay = 0.05
+            while not state.releasing.is_set():
+                if prefetch is None:
+                    prefetch = asyncio.create_task(self._fetch(shard, cursor, end_cursor))
+                waiter = asyncio.create_task(state.releasing.wait())
+                done, _ = await asyncio.wait({prefetch, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if prefetch not in done:
+                    break  # released while waiting for data
+                t_fetch, prefetch = prefetch, None
+                try:
+                    result = t_fetch.result()
+                except E.InvalidCursor:
+                    begin = await self.client.get_cursor(c.project, c.logstore, shard, "begin")
+                    log.warning("shard %d: cursor %s is no longer valid; resuming from the oldest data kept (%s)",
+                                shard, cursor, begin)
+                    cursor = begin
+                    continue
+                except (E.ShardNotExist, E.LogStoreNotExist, E.ProjectNotExist) as exc:
+                    log.error("shard %d: %s; releasing it", shard, exc)
+                    return
+                except E.SluiceError as exc:
+                    log.warning("shard %d: fetch failed (%s); retrying", shard, exc)
+                    self.stats["errors"] += 1
+                    await asyncio.sleep(min(delay, 5.0))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if result.count == 0:
+                    if end_cursor is not None and result.next_cursor == end_cursor:
+                        state.done_at_end = True
+                    if ctx.is_dirty:  # caught up: write the checkpoint now (finishes read-only shards fast)
+                        with contextlib.suppress(E.SluiceError):
+                            await self._flush(state)
+                    if state.done_at_end:
+                        self._wake.set()
+                        await state.releasing.wait()
+                        break
+                    if not c.long_poll:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, c.max_poll_interval)
+                    cursor = result.next_cursor
+                    continue
+                delay = 0.05
+                batch = Batch(project=c.project, logstore=c.logstore, shard=shard, cursor=cursor,
+                              next_cursor=result.next_cursor, count=result.count, raw=result.raw,
+                              endpoint=self.client.endpoint)
+                self.budget.take(len(result.raw))
+                try:
+                    if not (end_cursor is not None and result.next_cursor == end_cursor):
+                        prefetch = asyncio.create_task(self._fetch(shard, result.next_cursor, end_cursor))
+                    ctx.cursor = result.next_cursor
+                    rollback = await self._process(processor, batch, ctx, state)
+                finally:
+                    await self.budget.give(len(result.raw))
+                self.stats["batches"] += 1
+                self.stats["groups"] += result.count
+                self.stats["bytes"] += len(result.raw)
+                if rollback:
+                    if prefetch is not None:
+                        prefetch.cancel()
+                        prefetch = None
+                    cursor = rollback
+                else:
+                    cursor = result.next_cursor
+        finally:
+            if prefetch is not None:
+                prefetch.cancel()
+                with contextlib.suppress(BaseException):
+                    await prefetch
+            try:
+                await processor.shutdown(ctx)
+            except Exception:  # noqa: BLE001 - a user shutdown hook must not keep the shard
+                log.exception("shard %d: processor shutdown failed", shard)
+            with contextlib.suppress(E.SluiceError):
+                await self._flush(state)
+            self.shards.pop(shard, None)
+            self._wake.set()  # report the release at once, so the next owner gets the shard quickly
+
+    async def _process(self, processor: Processor, batch: Batch, ctx: ShardContext, state: _Shard) -> str | None:
+        """Run the processor on a batch; on an exception retry the same batch with back-off (never skip)."""
+        delay = 0.5
+        while True:
+            try:
+                return await processor.process(batch, ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - user code: log, back off, retry the same batch
+                self.stats["errors"] += 1
+                log.exception("shard %d: handler failed on %s; retrying in %.1fs", batch.shard, batch, delay)
+                if not self.config.retry_handler_errors or state.releasing.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _retrying(self, call: Callable[[], "asyncio.Future[str] | object"], state: _Shard, what: str) -> str | None:
+        delay = 0.2
+        while not state.releasing.is_set():
+            try:
+                return await call()  # type: ignore[misc, no-any-return]
+            except (E.ShardNotExist, E.LogStoreNotExist, E.ProjectNotExist, E.ConsumerGroupNotExist) as exc:
+                log.error("shard %d: cannot %s: %s", state.shard, what, exc)
+                return None
+            except E.SluiceError as exc:
+                log.warning("shard %d: cannot %s (%s); retrying", state.shard, what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return None
+
+    async def _release(self, state: _Shard) -> None:
+        state.releasing.set()
+        if state.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await state.task

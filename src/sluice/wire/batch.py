@@ -1,0 +1,176 @@
+"""Lazy views of pulled data: raw bytes -> log groups (topic, source, tags, raw bytes) -> logs only when asked.
+
+A PullLogs body is a LogGroupList. Most handlers look at a few things: a router looks at topics, a forwarder
+sends the groups' bytes on unchanged, a keyword monitor searches the bytes before parsing anything. So:
+
+* ``Batch`` holds the body and splits it into groups without parsing them (a varint scan per group).
+* ``LazyLogGroup`` reads its header (Topic, Source, MachineUUID, LogTags) with a protobuf message that
+  declares only those fields: the runtime (upb, C) skips the Logs as unknown fields, never building them.
+  Its logs are parsed (also in C) only on ``.Logs`` / ``.logs()``.
+* ``SerializeToString()`` returns the received bytes, so the SDK's ``put_log_raw`` forwards a group
+  without re-encoding, and ``.LogGroups``/``.Topic``/``.Logs``... read like the SDK's protobuf objects, so
+  its processors run unchanged.
+
+No I/O here.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Iterator
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from .errors import WireError
+from .loggroup import LogGroup, split_groups
+
+__all__ = ["Batch", "LazyLogGroup"]
+
+
+def _header_message() -> Any:
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="sluice/sls/header.proto", package="sluice.sls.header",
+                                             syntax="proto2")
+    tag = fdp.message_type.add(name="LogTag")
+    tag.field.add(name="Key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    tag.field.add(name="Value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    head = fdp.message_type.add(name="LogGroupHeader")  # Logs (field 1) deliberately absent
+    for name, number in (("Topic", 3), ("Source", 4), ("MachineUUID", 5)):
+        head.field.add(name=name, number=number, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    head.field.add(name="LogTags", number=6, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                   type_name=".sluice.sls.header.LogTag")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("sluice.sls.header.LogGroupHeader"))
+
+
+_Header = _header_message()
+
+
+class LazyLogGroup:
+    """One LogGroup of a batch. Header fields and logs are decoded on first use."""
+
+    __slots__ = ("raw", "__dict__")
+
+    def __init__(self, raw: bytes | memoryview) -> None:
+        self.raw = raw
+
+    @cached_property
+    def _header(self) -> Any:
+        h = _Header()
+        try:
+            h.ParseFromString(self.raw)
+        except Exception as exc:  # noqa: BLE001 - upb raises DecodeError or ValueError
+            raise WireError(f"malformed LogGroup: {exc}") from None
+        return h
+
+    @cached_property
+    def _full(self) -> Any:
+        g = LogGroup()
+        try:
+            g.ParseFromString(self.raw)
+        except Exception as exc:  # noqa: BLE001
+            raise WireError(f"malformed LogGroup: {exc}") from None
+        return g
+
+    # --- the SDK's protobuf attribute names ---
+    @property
+    def Topic(self) -> str:  # noqa: N802 - the SDK's name
+        return str(self._header.Topic)
+
+    @property
+    def Source(self) -> str:  # noqa: N802
+        return str(self._header.Source)
+
+    @property
+    def MachineUUID(self) -> str:  # noqa: N802
+        return str(self._header.MachineUUID)
+
+    @property
+    def LogTags(self) -> Any:  # noqa: N802
+        return self._header.LogTags
+
+    @property
+    def Logs(self) -> Any:  # noqa: N802
+        return self._full.Logs
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - what put_log_raw calls
+        return bytes(self.raw)
+
+    # --- the native names ---
+    topic = Topic
+    source = Source
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {t.Key: t.Value for t in self._header.LogTags}
+
+    def __len__(self) -> int:
+        return len(self._full.Logs)
+
+    def logs(self) -> list[dict[str, Any]]:
+        """Each log as a dict of its fields, plus ``__time__``, ``__topic__``, ``__source__`` and
+        ``__tag__:<key>``, as the SDK's flattened JSON looks."""
+        g = self._full
+        base: dict[str, Any] = {"__topic__": g.Topic, "__source__": g.Source}
+        for t in g.LogTags:
+            base[f"__tag__:{t.Key}"] = t.Value
+        out = []
+        for log in g.Logs:
+            d = {c.Key: c.Value for c in log.Contents}
+            d["__time__"] = log.Time
+            d.update(base)
+            out.append(d)
+        return out
+
+    def contains(self, needle: bytes) -> bool:
+        """Whether the raw bytes contain ``needle``: a cheap pre-filter before parsing (no false negatives
+        for plain-text field values)."""
+        return needle in bytes(self.raw) if isinstance(self.raw, memoryview) else needle in self.raw
+
+
+class Batch:
+    """One pull from one shard: ``count`` LogGroups in ``raw`` (a serialized LogGroupList), read from
+    ``cursor``; ``next_cursor`` is where the next pull starts (and the checkpoint once it is handled)."""
+
+    def __init__(self, *, project: str, logstore: str, shard: int, cursor: str, next_cursor: str, count: int,
+                 raw: bytes, endpoint: str = "") -> None:
+        self.project = project
+        self.logstore = logstore
+        self.shard = shard
+        self.cursor = cursor
+        self.next_cursor = next_cursor
+        self.count = count
+        self.raw = raw
+        self.endpoint = endpoint
+
+    @cached_property
+    def LogGroups(self) -> list[LazyLogGroup]:  # noqa: N802 - the SDK's LogGroupList attribute
+        return [LazyLogGroup(b) for b in split_groups(self.raw)]
+
+    @property
+    def groups(self) -> list[LazyLogGroup]:
+        return self.LogGroups
+
+    def __iter__(self) -> Iterator[LazyLogGroup]:
+        return iter(self.LogGroups)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def raw_size(self) -> int:
+        return len(self.raw)
+
+    def logs(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for g in self.LogGroups:
+            out.extend(g.logs())
+        return out
+
+    def log_count(self) -> int:
+        return sum(len(g) for g in self.LogGroups)
+
+    def __repr__(self) -> str:
+        return (f"Batch({self.project}/{self.logstore} shard {self.shard}, {self.count} groups, "
+                f"{len(self.raw)} bytes, next {self.next_cursor})")

@@ -20,6 +20,13 @@ def test_acknowledged_batches_survive_sigkill(tmp_path) -> None:  # type: ignore
     """Rule: a PutLogs answered 200 is on disk; kill -9 at any moment loses none and corrupts nothing."""
     hub = HubProcess(tmp_path / "data")
     hub.start()
+    try:
+        _run(hub)
+    finally:
+        hub.close()
+
+
+def _run(hub: HubProcess) -> None:
     client = Client(hub.url, hub.access_key_id, hub.access_key_secret, timeout=5,
                     retry=RetryPolicy(attempts=1))
     client.create_project("durable")
@@ -72,7 +79,6 @@ def test_acknowledged_batches_survive_sigkill(tmp_path) -> None:  # type: ignore
                 seen[batch] = seen.get(batch, 0) + 1
             cursor = result.next_cursor
     client.close()
-    hub.close()
     missing = [b for b in acked if b not in seen]
     assert not missing, f"acknowledged batches lost: {missing[:10]}"
     assert all(n == 1 for n in seen.values()), "no batch may be stored twice"

@@ -1,0 +1,26 @@
+"""One ``AsyncClient`` per (endpoint, access key) for a whole job, shared by sources and targets."""
+
+from __future__ import annotations
+
+from ..client import AsyncClient
+
+__all__ = ["ClientPool"]
+
+
+class ClientPool:
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str, str], AsyncClient] = {}
+
+    def get(self, endpoint: str, access_key_id: str = "", access_key_secret: str = "",
+            security_token: str | None = None) -> AsyncClient:
+        key = (endpoint, access_key_id, access_key_secret)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = AsyncClient(endpoint, access_key_id, access_key_secret,
+                                                      security_token=security_token)
+        return client
+
+    async def aclose(self) -> None:
+        for c in self._clients.values():
+            await c.aclose()
+        self._clients.clear()

@@ -116,3 +116,52 @@ def quickstart(count: int) -> None:
         finally:
             hub_proc.stop()
         click.echo("5. hub stopped. Run your own with: sluice hub --data-dir DIR --access-key ID:SECRET")
+
+
+@main.command()
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
+def check(config_file: Path) -> None:
+    """Validate a job file and explain any problem with its line number."""
+    from .pipelines.config import load_job
+
+    try:
+        job = load_job(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    kind = "dispatch" if job.dispatch else "monitor"
+    n = sum(len(s.logstores) for s in job.sources)
+    click.echo(f"{config_file}: OK: a {kind} job, group {job.group!r}, {n} logstore(s) on "
+               f"{len({s.endpoint for s in job.sources})} endpoint(s)")
+
+
+@main.command()
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="No live status line.")
+def run(config_file: Path, quiet: bool) -> None:
+    """Run a dispatch or monitor job (YAML); SIGTERM/SIGINT stop it gracefully."""
+    import asyncio
+
+    from rich.console import Console
+
+    from .pipelines.config import load_job
+    from .pipelines.runner import run_job
+
+    try:
+        job = load_job(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    console = Console(stderr=True)
+
+    def status(s: dict[str, object]) -> None:
+        if not quiet:
+            console.print(
+                f"[bold]{config_file.name}[/]: {s['consumers']} consumer(s), {s['shards']} shard(s), "
+                f"{s.get('groups_in', 0)} groups in ({s['mb_per_s']:.1f} MB/s), {s.get('groups_out', 0)} out, "
+                f"{s.get('alerts', 0)} alert(s)", end="\r", highlight=False)
+
+    try:
+        asyncio.run(run_job(job, status=status))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not quiet:
+        console.print()

@@ -49,10 +49,14 @@ class _CompiledRule:
         self.rule = rule
         self.keyword = rule.keyword.encode() if rule.keyword is not None else None
         self.regex = re.compile(rule.regex) if rule.regex is not None else None
+        self.field_name = rule.field.encode() if rule.field is not None else None
 
     def prefilter(self, group: LazyLogGroup) -> bool:
-        """False when the group surely holds no match (keyword absent from its bytes)."""
-        return self.keyword is None or group.contains(self.keyword)
+        """False when the group surely holds no match: the keyword, or the field's name, is absent from its
+        raw bytes (both appear verbatim in the protobuf), so the group need not be parsed."""
+        if self.keyword is not None and not group.contains(self.keyword):
+            return False
+        return self.field_name is None or group.contains(self.field_name)
 
     def matches(self, log: dict[str, Any]) -> bool:
         f = self.rule.field

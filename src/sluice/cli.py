@@ -113,9 +113,10 @@ def quickstart(count: int) -> None:
                            f"example: {read[0] if read else None}")
                 if len(read) != count:
                     raise click.ClickException(f"expected {count} logs back, got {len(read)}")
+                _quickstart_jobs(client, hub_proc, key, count, errors)
         finally:
             hub_proc.stop()
-        click.echo("5. hub stopped. Run your own with: sluice hub --data-dir DIR --access-key ID:SECRET")
+        click.echo("7. hub stopped. Run your own with: sluice hub --data-dir DIR --access-key ID:SECRET")
 
 
 @main.command()
@@ -165,3 +166,53 @@ def run(config_file: Path, quiet: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if not quiet:
         console.print()
+
+
+def _quickstart_jobs(client, hub_proc, key, count: int, errors: int) -> None:  # type: ignore[no-untyped-def]
+    """Steps 5 and 6 of the quickstart: a dispatch job and a monitor job, in this process."""
+    import asyncio
+    import time
+
+    from .pipelines.config import JobConfig
+    from .pipelines.runner import Job
+
+    source = {"endpoint": hub_proc.url, "access_key_id": key[0], "access_key_secret": key[1], "project": "demo",
+              "logstores": ["app"]}
+    client.create_logstore("demo", "errors", ttl=7, shard_count=1)
+    dispatch = JobConfig.model_validate({
+        "sources": [source], "group": "quickstart-dispatch", "start": "begin", "heartbeat_interval": 1,
+        "dispatch": {"routes": [{"match": {"field": {"level": "^ERROR$"}}, "to": {"logstore": "errors"}}]}})
+    monitor = JobConfig.model_validate({
+        "sources": [source], "group": "quickstart-monitor", "start": "begin", "heartbeat_interval": 1,
+        "monitor": {"rules": [{"name": "errors", "keyword": "ERROR", "threshold": 10, "window": "60s"}],
+                    "alerters": [{"log": {}}], "dedup": "5m"}})
+
+    def pulled(logstore: str) -> int:
+        cursor = client.get_cursor("demo", logstore, 0, "begin")
+        n = 0
+        while True:
+            r = client.pull_logs("demo", logstore, 0, cursor)
+            if not r.count:
+                return n
+            n += len(r.logs())
+            cursor = r.next_cursor
+
+    async def run(config: JobConfig, done) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        job = Job(config)
+        await job.check()
+        await job.start()
+        deadline = time.monotonic() + 30
+        try:
+            while not await asyncio.to_thread(done, job) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+        finally:
+            await job.stop()
+        return job.counters
+
+    t0 = time.perf_counter()
+    asyncio.run(run(dispatch, lambda job: pulled("errors") >= errors))
+    click.echo(f"5. dispatch job: routed the {pulled('errors')} ERROR logs of 'app' into logstore 'errors' "
+               f"in {time.perf_counter() - t0:.2f}s (sluice run FILE does this from a YAML file)")
+    counters = asyncio.run(run(monitor, lambda job: job.counters.get("groups_in", 0) >= count // 100))
+    click.echo(f"6. monitor job: scanned {counters.get('groups_in', 0)} log groups, rule 'errors' "
+               f"(>= 10 ERROR logs in 60s) raised {counters.get('alerts', 0)} alert (deduplicated; see the log above)")

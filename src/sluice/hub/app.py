@@ -123,6 +123,7 @@ class Hub:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sluice-read")
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
         self.started = time.time()
         # Groups that existed before this start: their consumers are still running and will report what
         # they hold; their coordinators hand out unreported shards only after one timeout (no double reads).
@@ -135,12 +136,21 @@ class Hub:
         app = web.Application(client_max_size=self.config.max_put_bytes + (1 << 20))
         app.router.add_route("*", "/{tail:.*}", self.handle)
         app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
         return app
 
     async def _on_startup(self, app: web.Application) -> None:
         self._loop = asyncio.get_running_loop()
         self._ttl_task = asyncio.create_task(self._retention_routine())
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        """Stopping: answer every long-poll now (empty), so graceful shutdown does not wait them out."""
+        self._closing = True
+        for waiters in self._waiters.values():
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
 
     async def _on_cleanup(self, app: web.Application) -> None:
         self._ttl_task.cancel()
@@ -470,7 +480,7 @@ class Hub:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(shard.uid, []).append(fut)
         try:
-            if shard.end_seq > seq or not shard.is_writable:
+            if shard.end_seq > seq or not shard.is_writable or self._closing:
                 return
             await asyncio.wait_for(asyncio.shield(fut), wait)
         except asyncio.TimeoutError:

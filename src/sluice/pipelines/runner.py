@@ -38,16 +38,28 @@ class Job:
         self.started = time.monotonic()
 
     async def check(self) -> None:
-        """Fail fast and clearly on bad credentials or a missing project/logstore."""
+        """Fail fast and clearly on bad credentials or a missing project/logstore, for every source and
+        every dispatch target (a missing target would otherwise be retried forever)."""
+        checks: list[tuple[str, str, str, str, str, str | None]] = []
         for src in self.config.sources:
-            client = self.clients.get(src.endpoint, src.access_key_id, src.access_key_secret, src.security_token)
             for ls in src.logstores:
-                try:
-                    await client.get_logstore(src.project, ls)
-                except SLSError as exc:
-                    raise ConfigError(f"source {src.endpoint} {src.project}/{ls}: {exc.error_code}: {exc}") from None
-                except SluiceError as exc:
-                    raise ConfigError(f"source {src.endpoint} {src.project}/{ls}: cannot connect: {exc}") from None
+                checks.append(("source", src.endpoint, src.access_key_id, src.access_key_secret, f"{src.project}/{ls}",
+                               src.security_token))
+            if self.config.dispatch is not None:
+                router = Router(self.config.dispatch, src)
+                targets = [t for _, t in router.routes] + ([router.default] if router.default else [])
+                for t in targets:
+                    checks.append(("target", t.endpoint, t.access_key_id, t.access_key_secret,
+                                   f"{t.project}/{t.logstore}", None))
+        for kind, endpoint, key_id, secret, where, token in dict.fromkeys(checks):
+            client = self.clients.get(endpoint, key_id, secret, token)
+            project, logstore = where.split("/", 1)
+            try:
+                await client.get_logstore(project, logstore)
+            except SLSError as exc:
+                raise ConfigError(f"{kind} {endpoint} {where}: {exc.error_code}: {exc}") from None
+            except SluiceError as exc:
+                raise ConfigError(f"{kind} {endpoint} {where}: cannot connect: {exc}") from None
 
     async def start(self) -> None:
         c = self.config

@@ -44,9 +44,11 @@ def main(log_level: str) -> None:
 @click.option("--max-put-bytes", default=10 << 20, show_default=True, help="Largest uncompressed PutLogs body.")
 @click.option("--max-put-logs", default=40960, show_default=True, help="Most logs in one PutLogs request.")
 @click.option("--ttl-interval", default=60.0, show_default=True, help="Seconds between retention passes.")
+@click.option("--metrics-token", envvar="SLUICE_METRICS_TOKEN", default=None,
+              help="Bearer token for GET /metrics (Prometheus); without it /metrics is open only with --no-auth.")
 def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], no_auth: bool, sync: str,
         hostnames: tuple[str, ...], group_quota: int, max_put_bytes: int, max_put_logs: int,
-        ttl_interval: float) -> None:
+        ttl_interval: float, metrics_token: str | None) -> None:
     """Run the hub: an SLS-compatible log service on local disk."""
     from .hub.config import HubConfig, parse_access_key, parse_listen
     from .hub.server import run
@@ -57,7 +59,7 @@ def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], no_auth: bool
         config = HubConfig(data_dir=data_dir, host=host, port=port, access_keys=keys, no_auth=no_auth,
                            sync_full=(sync == "full"), hostnames=("localhost", *hostnames),
                            group_quota=group_quota, max_put_bytes=max_put_bytes, max_put_logs=max_put_logs,
-                           ttl_interval=ttl_interval)
+                           ttl_interval=ttl_interval, metrics_token=metrics_token)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:

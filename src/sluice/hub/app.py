@@ -30,6 +30,7 @@ from .addressing import project_from_host
 from .auth import Authenticator
 from .config import DEFAULT_MAX_PULL_COUNT, HubConfig
 from .groups import GroupCoordinator
+from .metrics import HubMetrics, api_name
 from .store.base import KEY_SPACE, GroupMeta, LogstoreMeta, ShardMeta
 from .store.sqlite import SQLiteStore
 
@@ -130,6 +131,7 @@ class Hub:
         with store.lock:
             self._recovering = {(p, l, g) for (p, l), meta in store.logstores.items() for g in meta.groups}
         store.add_listener(self._on_commit)
+        self.metrics = HubMetrics(self)
 
     # ------------------------------------------------------------------ plumbing
     def make_app(self) -> web.Application:
@@ -165,6 +167,7 @@ class Hub:
 
     async def handle(self, raw: web.Request) -> web.StreamResponse:
         request_id = self._request_id()
+        api, body = "Unknown", b""
         try:
             length = raw.content_length
             if length is not None and length > self.config.max_put_bytes:
@@ -176,6 +179,9 @@ class Hub:
                 raise E.PostBodyTooLarge(
                     f"request body exceeds the limit of {self.config.max_put_bytes} bytes") from None
             req = _Request(raw, body, self.config.hostnames)
+            if req.path == "/metrics" and req.method == "GET":
+                return self._metrics_response(req, request_id)
+            api = api_name(req.method, req.parts, req.params)
             self.auth.check(req.method, req.path, req.pairs, req.headers, body)
             resp = await self._dispatch(req)
         except E.SLSError as exc:
@@ -190,6 +196,22 @@ class Hub:
             log.exception("unhandled error on %s %s", raw.method, raw.rel_url)
             err = E.InternalServerError(f"internal error: {type(exc).__name__}")
             resp = _response(500, json.dumps(err.to_json()).encode(), _JSON)
+        resp.headers["x-log-requestid"] = request_id
+        self.metrics.requests.labels(api, str(resp.status)).inc()
+        self.metrics.bytes_in.inc(len(body))
+        if resp.body is not None:
+            self.metrics.bytes_out.inc(len(resp.body))  # type: ignore[arg-type]
+        return resp
+
+    def _metrics_response(self, req: _Request, request_id: str) -> web.Response:
+        """Prometheus text format. Open when the hub runs with --no-auth; otherwise it needs
+        ``Authorization: Bearer <--metrics-token>`` (Prometheus cannot sign SLS requests)."""
+        token = self.config.metrics_token
+        if not self.config.no_auth and (not token or req.headers.get("Authorization") != f"Bearer {token}"):
+            err = E.Unauthorized("metrics need 'Authorization: Bearer <token>' (start the hub with --metrics-token)")
+            resp = _response(401, json.dumps(err.to_json()).encode(), _JSON)
+        else:
+            resp = _response(body=self.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
         resp.headers["x-log-requestid"] = request_id
         return resp
 
@@ -420,6 +442,8 @@ class Hub:
                 f"{nlogs} logs in one request exceed the limit of {self.config.max_put_logs}; split the request")
         shard = self._pick_shard(meta, target, req)
         await asyncio.wrap_future(self.store.append(shard, data, nlogs))
+        self.metrics.logs_in.labels(project, ls).inc(nlogs)
+        self.metrics.raw_in.labels(project, ls).inc(len(data))
         return _response()
 
     def _shard_and_cursor(self, project: str, ls: str, shard_id: int, cursor_text: str | None,

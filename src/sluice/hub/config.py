@@ -36,6 +36,7 @@ class HubConfig:
     max_wait: float = DEFAULT_MAX_WAIT
     ttl_interval: float = DEFAULT_TTL_INTERVAL
     max_skew: float | None = 900.0
+    metrics_token: str | None = None
 
     def __post_init__(self) -> None:
         if not self.access_keys and not self.no_auth:

@@ -81,6 +81,7 @@ class ConsumerConfig:
     max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL
     compress_type: str = "lz4"
     retry_handler_errors: bool = True
+    shutdown_grace: float = 30.0  # how long stop()/release waits for a running handler before cancelling it
     create_group: bool = True
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ from ..client import AsyncClient
 from ..client._async import PullResult
 from ..wire import errors as E
 from ..wire.batch import Batch
+from ..wire.cursor import decode_cursor
 from .config import ConsumerConfig
 from .processor import Handler, HandlerProcessor, Processor, ShardContext
 
@@ -64,6 +65,7 @@ class _Shard:
         self.task: asyncio.Task[None] | None = None
         self.releasing = asyncio.Event()
         self.done_at_end = False
+        self.flush_lock = asyncio.Lock()
 
 
 class AsyncConsumer:
@@ -191,14 +193,17 @@ class AsyncConsumer:
 
     # ------------------------------------------------------------------ checkpoints
     async def _flush(self, state: _Shard) -> None:
-        ctx = state.ctx
-        if not ctx.is_dirty:
-            return
-        value = ctx.pending
-        c = self.config
-        await self.client.update_checkpoint(c.project, c.logstore, c.group, state.shard, value,
-                                            consumer=c.consumer, force=False)
-        ctx.committed = value
+        """Write the marked checkpoint. One write at a time per shard (a slow or retried write can never land
+        after a newer one), and never a cursor behind the one already written, except a deliberate rollback."""
+        async with state.flush_lock:
+            ctx = state.ctx
+            if not ctx.is_dirty:
+                return
+            value = ctx.pending
+            c = self.config
+            await self.client.update_checkpoint(c.project, c.logstore, c.group, state.shard, value,
+                                                consumer=c.consumer, force=False)
+            ctx.committed = value
 
     async def _checkpoint_routine(self) -> None:
         while True:
@@ -213,17 +218,40 @@ class AsyncConsumer:
     async def _initial_cursor(self, shard: int) -> str:
         c = self.config
         entries = await self.client.get_checkpoints(c.project, c.logstore, c.group, shard)
-        saved = entries[0]["checkpoint"] if entries else ""
-        if saved:
-            return str(saved)
-        return await self.client.get_cursor(c.project, c.logstore, shard, c.start)
+        saved = str(entries[0]["checkpoint"]) if entries else ""
+        if not saved:
+            return await self.client.get_cursor(c.project, c.logstore, shard, c.start)
+        begin = await self.client.get_cursor(c.project, c.logstore, shard, "begin")
+        try:
+            expired = decode_cursor(saved) < decode_cursor(begin)
+        except E.InvalidCursor:
+            expired = False  # not a cursor we can compare; the fetch will say if it is invalid
+        if expired:
+            log.warning("shard %d: checkpoint %s is older than the oldest data kept (retention); resuming from "
+                        "the oldest kept data at %s: the logs in between are gone", shard, saved, begin)
+            return begin
+        return saved
 
-    async def _fetch(self, shard: int, cursor: str, end_cursor: str | None) -> PullResult:
+    async def _end_cursor(self, shard: int) -> str | None:
+        """The cursor where a bounded consumer stops, once it can be known: an end time still in the future
+        is resolved only after it has passed (until then more data may arrive before it)."""
+        c = self.config
+        if c.end is None:
+            return None
+        if c.end not in ("begin", "end"):
+            wait = float(c.end) - time.time()
+            if wait > 0:
+                return None
+        return await self.client.get_cursor(c.project, c.logstore, shard, c.end)
+
+    async def _fetch(self, shard: int, cursor: str, end_cursor: str | None, end_pending: bool = False) -> PullResult:
         c = self.config
         await self.budget.wait_below_limit()
+        wait = c.long_poll or None
+        if wait and end_pending:  # wake up when the end time passes, to fix the end cursor
+            wait = max(0.05, min(wait, float(c.end or 0) - time.time()))
         return await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
-                                           end_cursor=end_cursor, compress_type=c.compress_type,
-                                           wait=c.long_poll or None)
+                                           end_cursor=end_cursor, compress_type=c.compress_type, wait=wait)
 
     async def _shard_routine(self, state: _Shard) -> None:
         try:
@@ -243,15 +271,19 @@ class AsyncConsumer:
             if cursor is None:
                 return
             ctx.committed = ctx.pending = ""
-            end_cursor = None
-            if c.end is not None:
-                end_cursor = await self._retrying(lambda: self.client.get_cursor(c.project, c.logstore, shard, c.end),
-                                                  state, "find the end cursor")
+            end_cursor = await self._retrying(lambda: self._end_cursor(shard), state, "find the end cursor")
+            end_pending = c.end is not None and end_cursor is None
             await processor.initialize(ctx)
             delay = 0.05
             while not state.releasing.is_set():
+                if end_pending and time.time() >= float(c.end or 0):
+                    end_cursor = await self._retrying(lambda: self._end_cursor(shard), state, "find the end cursor")
+                    end_pending = end_cursor is None
+                    if prefetch is not None:  # it may read past the end: read again, bounded
+                        prefetch.cancel()
+                        prefetch = None
                 if prefetch is None:
-                    prefetch = asyncio.create_task(self._fetch(shard, cursor, end_cursor))
+                    prefetch = asyncio.create_task(self._fetch(shard, cursor, end_cursor, end_pending))
                 waiter = asyncio.create_task(state.releasing.wait())
                 done, _ = await asyncio.wait({prefetch, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
@@ -276,7 +308,7 @@ class AsyncConsumer:
                     delay = min(delay * 2, 5.0)
                     continue
                 if result.count == 0:
-                    if end_cursor is not None and result.next_cursor == end_cursor:
+                    if end_cursor is not None and _at_or_past(result.next_cursor, end_cursor):
                         state.done_at_end = True
                     if ctx.is_dirty:  # caught up: write the checkpoint now (finishes read-only shards fast)
                         with contextlib.suppress(E.SluiceError):
@@ -297,7 +329,8 @@ class AsyncConsumer:
                 self.budget.take(len(result.raw))
                 try:
                     if not (end_cursor is not None and result.next_cursor == end_cursor):
-                        prefetch = asyncio.create_task(self._fetch(shard, result.next_cursor, end_cursor))
+                        prefetch = asyncio.create_task(self._fetch(shard, result.next_cursor, end_cursor,
+                                                                   end_pending))
                     ctx.cursor = result.next_cursor
                     rollback = await self._process(processor, batch, ctx, state)
                 finally:
@@ -357,7 +390,27 @@ class AsyncConsumer:
         return None
 
     async def _release(self, state: _Shard) -> None:
+        """Ask the shard routine to finish its batch and let go; after ``shutdown_grace`` seconds a handler
+        that still has not returned is cancelled (its batch is not checkpointed, so it is read again)."""
         state.releasing.set()
-        if state.task is not None:
+        if state.task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(state.task), self.config.shutdown_grace)
+        except asyncio.TimeoutError:
+            log.error("shard %d: handler still running after %.0fs; cancelling it (its batch will be read again)",
+                      state.shard, self.config.shutdown_grace)
+            state.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await state.task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the routine logged its own failure
+            pass
+
+
+def _at_or_past(cursor: str, end_cursor: str) -> bool:
+    if cursor == end_cursor:
+        return True
+    try:
+        return decode_cursor(cursor) >= decode_cursor(end_cursor)
+    except E.InvalidCursor:
+        return False

@@ -441,7 +441,8 @@ class Hub:
             raise E.InvalidLogSize(
                 f"{nlogs} logs in one request exceed the limit of {self.config.max_put_logs}; split the request")
         shard = self._pick_shard(meta, target, req)
-        await asyncio.wrap_future(self.store.append(shard, data, nlogs))
+        await asyncio.wrap_future(self.store.append(shard, data, nlogs,
+                                                    repick=lambda: self._pick_shard(meta, target, req)))
         self.metrics.logs_in.labels(project, ls).inc(nlogs)
         self.metrics.raw_in.labels(project, ls).inc(len(data))
         return _response()

@@ -74,36 +74,56 @@ class LazyLogGroup:
         return g
 
     # --- the SDK's protobuf attribute names ---
+    # Reads come from the cheap header until someone touches the logs or tags (or assigns a field); from
+    # then on the fully parsed message is the truth, and SerializeToString re-encodes it, so changes made
+    # the SDK way (``log_group.Topic += "_copied"``) are forwarded. Untouched groups forward their bytes.
+    def _is_parsed(self) -> bool:
+        return "_full" in self.__dict__
+
     @property
     def Topic(self) -> str:  # noqa: N802 - the SDK's name
-        return str(self._header.Topic)
+        return str(self._full.Topic if self._is_parsed() else self._header.Topic)
+
+    @Topic.setter
+    def Topic(self, value: str) -> None:  # noqa: N802
+        self._full.Topic = value
 
     @property
     def Source(self) -> str:  # noqa: N802
-        return str(self._header.Source)
+        return str(self._full.Source if self._is_parsed() else self._header.Source)
+
+    @Source.setter
+    def Source(self, value: str) -> None:  # noqa: N802
+        self._full.Source = value
 
     @property
     def MachineUUID(self) -> str:  # noqa: N802
-        return str(self._header.MachineUUID)
+        return str(self._full.MachineUUID if self._is_parsed() else self._header.MachineUUID)
 
     @property
     def LogTags(self) -> Any:  # noqa: N802
-        return self._header.LogTags
+        return self._full.LogTags
 
     @property
     def Logs(self) -> Any:  # noqa: N802
         return self._full.Logs
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - what put_log_raw calls
-        return bytes(self.raw)
+        return self._full.SerializeToString() if self._is_parsed() else bytes(self.raw)
 
     # --- the native names ---
-    topic = Topic
-    source = Source
+    @property
+    def topic(self) -> str:
+        return self.Topic
+
+    @property
+    def source(self) -> str:
+        return self.Source
 
     @property
     def tags(self) -> dict[str, str]:
-        return {t.Key: t.Value for t in self._header.LogTags}
+        tags = self._full.LogTags if self._is_parsed() else self._header.LogTags
+        return {t.Key: t.Value for t in tags}
 
     def __len__(self) -> int:
         return len(self._full.Logs)

@@ -504,9 +504,18 @@ class SQLiteStore:
         return self._submit(fn)
 
     # ------------------------------------------------------------------ data
-    def append(self, shard: ShardMeta, data: bytes, nlogs: int) -> concurrent.futures.Future[tuple[int, int]]:
-        """Append one serialized LogGroup; resolves to (shard_id, seq) once committed."""
+    def append(self, picked: ShardMeta, data: bytes, nlogs: int,
+               repick: Callable[[], ShardMeta] | None = None) -> concurrent.futures.Future[tuple[int, int]]:
+        """Append one serialized LogGroup; resolves to (shard_id, seq) once committed.
+
+        The shard was chosen on the event loop; a split or merge may commit before this runs. ``repick``
+        (for load-balanced and hash-routed puts, which never named a shard) chooses again here, on the
+        writer thread, where no split can interleave, so such a put lands in the right child instead of
+        being refused."""
         def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None] | None]:
+            shard = picked
+            if repick is not None and (not shard.is_writable or shard.uid not in self._shards_by_uid):
+                shard = repick()
             if shard.uid not in self._shards_by_uid:
                 raise ShardNotExist(f"shard {shard.shard_id} no longer exists")
             if not shard.is_writable:

@@ -218,3 +218,67 @@ def _quickstart_jobs(client, hub_proc, key, count: int, errors: int) -> None:  #
     counters = asyncio.run(run(monitor, lambda job: job.counters.get("groups_in", 0) >= count // 100))
     click.echo(f"6. monitor job: scanned {counters.get('groups_in', 0)} log groups, rule 'errors' "
                f"(>= 10 ERROR logs in 60s) raised {counters.get('alerts', 0)} alert (deduplicated; see the log above)")
+
+
+@main.command()
+@click.option("--endpoint", required=True, envvar="SLUICE_ENDPOINT", help="Hub or SLS endpoint.")
+@click.option("--access-key-id", envvar="SLS_AK_ID", default="", help="Or the SLS_AK_ID environment variable.")
+@click.option("--access-key-secret", envvar="SLS_AK_KEY", default="", help="Or the SLS_AK_KEY environment variable.")
+@click.option("--project", required=True)
+@click.option("--logstore", "logstores", multiple=True, help="Repeatable; default: every logstore.")
+@click.option("--group", "groups", multiple=True, help="Repeatable; default: every consumer group.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstores: tuple[str, ...],
+           groups: tuple[str, ...], as_json: bool) -> None:
+    """Consumer-group status per shard: checkpoint, its time, end of shard, lag (hub or SLS)."""
+    import json as _json
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .client import Client
+    from .wire.cursor import decode_cursor
+    from .wire.errors import SluiceError
+
+    rows: list[dict[str, object]] = []
+    try:
+        with Client(endpoint, access_key_id, access_key_secret) as c:
+            for ls in logstores or tuple(c.list_logstores(project)):
+                shards = c.list_shards(project, ls)
+                ends = {s["shardID"]: c.get_cursor(project, ls, s["shardID"], "end") for s in shards}
+                end_times = {sid: c.get_cursor_time(project, ls, sid, cur) for sid, cur in ends.items()}
+                for g in groups or tuple(x["name"] for x in c.list_consumer_groups(project, ls)):
+                    cps = {e["shard"]: e for e in c.get_checkpoints(project, ls, g)}
+                    for s in shards:
+                        sid = s["shardID"]
+                        cp = cps.get(sid, {})
+                        cursor = str(cp.get("checkpoint") or "")
+                        cp_time = c.get_cursor_time(project, ls, sid, cursor) if cursor else None
+                        try:
+                            lag_groups = decode_cursor(ends[sid]) - decode_cursor(cursor) if cursor else None
+                        except SluiceError:
+                            lag_groups = None
+                        rows.append({
+                            "logstore": ls, "group": g, "shard": sid, "status": s.get("status", ""),
+                            "consumer": cp.get("consumer", ""), "checkpoint": cursor,
+                            "checkpoint_time": cp_time, "end": ends[sid], "end_time": end_times[sid],
+                            "lag_log_groups": lag_groups,
+                            "lag_seconds": (end_times[sid] - cp_time) if cp_time is not None else None,
+                            "updated": (time.time() - int(cp["updateTime"]) / 1e6) if cp.get("updateTime") else None,
+                        })
+    except SluiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(_json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{project}: consumer groups")
+    for col in ("logstore", "group", "shard", "status", "consumer", "checkpoint", "lag (groups)", "lag (s)",
+                "written ago (s)"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["logstore"]), str(r["group"]), str(r["shard"]), str(r["status"]), str(r["consumer"]),
+                      str(r["checkpoint"] or "-"), "-" if r["lag_log_groups"] is None else str(r["lag_log_groups"]),
+                      "-" if r["lag_seconds"] is None else str(r["lag_seconds"]),
+                      "-" if r["updated"] is None else f"{r['updated']:.0f}")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

@@ -14,7 +14,7 @@ __all__ = ["ConsumerConfig", "parse_start", "default_consumer_name"]
 DEFAULT_HEARTBEAT_INTERVAL = 3.0
 DEFAULT_CHECKPOINT_INTERVAL = 2.0
 DEFAULT_MAX_IN_FLIGHT_BYTES = 256 << 20
-DEFAULT_LONG_POLL = 10.0
+DEFAULT_LONG_POLL = 25.0  # below the hub's 30 s ceiling; idle shards cost one request per 25 s
 DEFAULT_MAX_POLL_INTERVAL = 2.0
 
 

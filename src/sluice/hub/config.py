@@ -13,7 +13,8 @@ DEFAULT_PORT = 8080
 DEFAULT_GROUP_QUOTA = 30  # SLS allows 30 consumer groups per logstore today (10 when the seeds were written)
 DEFAULT_MAX_PUT_BYTES = 10 << 20  # uncompressed LogGroup per PutLogs (SLS documents 5-10 MB)
 DEFAULT_MAX_PUT_LOGS = 40960
-DEFAULT_MAX_PULL_BYTES = 16 << 20  # a PullLogs response stops after this many raw bytes (at least one group)
+DEFAULT_MAX_PULL_BYTES = 4 << 20  # a PullLogs response stops after this many raw bytes (at least one group);
+# 4 MiB, not more: lz4 (de)compression of bigger buffers ran 3-6x slower here (fresh pages every time)
 DEFAULT_MAX_PULL_COUNT = 1000  # SLS: count is 0..1000 LogGroups
 DEFAULT_MAX_WAIT = 30.0  # long-poll ceiling for sluice's own consumer, seconds
 DEFAULT_TTL_INTERVAL = 60.0

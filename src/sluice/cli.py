@@ -282,3 +282,108 @@ def status(endpoint: str, access_key_id: str, access_key_secret: str, project: s
                       "-" if r["lag_seconds"] is None else str(r["lag_seconds"]),
                       "-" if r["updated"] is None else f"{r['updated']:.0f}")
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _client_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--access-key-secret", envvar="SLS_AK_KEY", default="", help="Or SLS_AK_KEY.")(f)
+    f = click.option("--access-key-id", envvar="SLS_AK_ID", default="", help="Or SLS_AK_ID.")(f)
+    f = click.option("--endpoint", required=True, envvar="SLUICE_ENDPOINT", help="Hub or SLS endpoint.")(f)
+    return f
+
+
+@main.command()
+@_client_options
+@click.option("--project", required=True)
+@click.option("--logstore", required=True)
+@click.option("--topic", default="")
+@click.option("--source", default="")
+@click.option("--batch", "batch_size", default=1000, show_default=True, help="Logs per PutLogs request.")
+def put(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str, topic: str,
+        source: str, batch_size: int) -> None:
+    """Write stdin into a logstore: JSON objects one per line become fields, other lines become `content`."""
+    import json as _json
+
+    from .client import Client
+    from .wire.errors import SluiceError
+
+    total = 0
+    try:
+        with Client(endpoint, access_key_id, access_key_secret) as c:
+            pending: list[dict[str, object]] = []
+            for line in sys.stdin:
+                line = line.rstrip("\n")
+                if not line:
+                    continue
+                try:
+                    obj = _json.loads(line)
+                    item = obj if isinstance(obj, dict) else {"content": line}
+                except ValueError:
+                    item = {"content": line}
+                pending.append(item)
+                if len(pending) >= batch_size:
+                    c.put_logs(project, logstore, pending, topic=topic, source=source)
+                    total += len(pending)
+                    pending = []
+            if pending:
+                c.put_logs(project, logstore, pending, topic=topic, source=source)
+                total += len(pending)
+    except SluiceError as exc:
+        raise click.ClickException(f"{exc} (after {total} logs written)") from None
+    click.echo(f"wrote {total} logs to {project}/{logstore}", err=True)
+
+
+@main.command()
+@_client_options
+@click.option("--project", required=True)
+@click.option("--logstore", required=True)
+@click.option("--from", "start", default="end", show_default=True, help="begin | end | unix seconds | a date.")
+@click.option("--grep", "pattern", default=None, help="Only logs where some field matches this regex.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+@click.option("--follow/--no-follow", default=True, show_default=True, help="Keep waiting for new logs.")
+def tail(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str, start: str,
+         pattern: str | None, as_json: bool, follow: bool) -> None:
+    """Print a logstore's logs from a position (no consumer group, no checkpoints)."""
+    import asyncio
+    import json as _json
+    import re
+
+    from .client import AsyncClient
+    from .consumer.config import parse_start
+    from .wire.batch import Batch
+    from .wire.errors import SluiceError
+
+    regex = re.compile(pattern) if pattern else None
+    where = parse_start(start)
+
+    def emit(log: dict[str, object]) -> None:
+        if regex and not any(regex.search(str(v)) for v in log.values()):
+            return
+        if as_json:
+            click.echo(_json.dumps(log, ensure_ascii=False))
+        else:
+            fields = " ".join(f"{k}={v}" for k, v in log.items() if not k.startswith("__"))
+            click.echo(f"{log.get('__time__')} [{log.get('__topic__') or '-'}] {fields}")
+
+    async def follow_shard(client: AsyncClient, shard: int) -> None:
+        cursor = await client.get_cursor(project, logstore, shard, where)
+        while True:
+            r = await client.pull_logs(project, logstore, shard, cursor, wait=20 if follow else None)
+            if r.count:
+                for log in Batch(project=project, logstore=logstore, shard=shard, cursor=cursor,
+                                 next_cursor=r.next_cursor, count=r.count, raw=r.raw).logs():
+                    emit(log)
+            elif not follow:
+                return
+            cursor = r.next_cursor
+
+    async def main_async() -> None:
+        async with AsyncClient(endpoint, access_key_id, access_key_secret) as client:
+            shards = await client.list_shards(project, logstore)
+            await asyncio.gather(*(follow_shard(client, s["shardID"]) for s in shards))
+
+    try:
+        asyncio.run(main_async())
+    except SluiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass

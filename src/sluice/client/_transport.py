@@ -109,7 +109,9 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=256, ssl=self.ssl if self.ssl is not None else True)
+            # No pool limit: a consumer holds one long-poll per shard, and heartbeats must never queue behind
+            # them (with a limit of 256, a process on 400 shards starved its heartbeats: bench/consumer.py).
+            connector = aiohttp.TCPConnector(limit=0, ssl=self.ssl if self.ssl is not None else True)
             # auto_decompress off: SLS signals compression with x-log-compresstype, never Content-Encoding.
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                                   skip_auto_headers=("Content-Type", "Accept-Encoding"))

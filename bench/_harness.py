@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+# SLUICE_BENCH_RESULTS redirects output (the test suite's smoke runs write to a temporary directory).
+RESULTS = Path(os.environ.get("SLUICE_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
 def environment() -> dict[str, Any]:

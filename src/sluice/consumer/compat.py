@@ -26,7 +26,7 @@ from typing import Any, Callable
 from ..client import AsyncClient
 from ..wire.batch import Batch
 from .config import ConsumerConfig
-from .processor import Processor, ShardContext
+from .processor import Processor, ShardContext, run_sync
 from .worker import AsyncConsumer
 
 __all__ = [
@@ -177,15 +177,15 @@ class _SDKProcessor(Processor):
     async def initialize(self, ctx: ShardContext) -> None:
         self._proc = self._make(*self._args, **self._kwargs)
         self._tracker = CheckPointTracker(ctx, asyncio.get_running_loop())
-        await asyncio.to_thread(self._proc.initialize, ctx.shard)
+        await run_sync(self._proc.initialize, ctx.shard)
 
     async def process(self, batch: Batch, ctx: ShardContext) -> str | None:
-        result = await asyncio.to_thread(self._proc.process, batch, self._tracker)
+        result = await run_sync(self._proc.process, batch, self._tracker)
         return result if isinstance(result, str) and result else None
 
     async def shutdown(self, ctx: ShardContext) -> None:
         if self._proc is not None:
-            await asyncio.to_thread(self._proc.shutdown, self._tracker)
+            await run_sync(self._proc.shutdown, self._tracker)
 
 
 class ConsumerWorker(threading.Thread):

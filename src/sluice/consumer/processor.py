@@ -9,12 +9,27 @@ to the server now, otherwise the consumer writes it within ``checkpoint_interval
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import inspect
 from typing import Any, Awaitable, Callable, Union
 
 from ..wire.batch import Batch
 
-__all__ = ["Processor", "ShardContext", "Handler", "HandlerProcessor"]
+__all__ = ["Processor", "ShardContext", "Handler", "HandlerProcessor", "run_sync"]
+
+# Sync handlers of every shard share a small pool. Python code holds the GIL, so more threads than this
+# add switching cost, not throughput (bench/consumer.py, dicts handler); blocking I/O still overlaps.
+_SYNC_HANDLER_THREADS = 2
+_pool: "concurrent.futures.ThreadPoolExecutor | None" = None
+
+
+async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking handler call on the shared handler pool (never on the event loop)."""
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(_SYNC_HANDLER_THREADS, thread_name_prefix="sluice-handler")
+    return await asyncio.get_running_loop().run_in_executor(_pool, functools.partial(fn, *args))
 
 Handler = Callable[[Batch], Union[Awaitable[Any], Any]]
 
@@ -72,7 +87,7 @@ class HandlerProcessor(Processor):
         if self._is_async:
             await self._handler(batch)
         else:
-            result = await asyncio.to_thread(self._handler, batch)
+            result = await run_sync(self._handler, batch)
             if inspect.isawaitable(result):
                 await result
         ctx.checkpoint()

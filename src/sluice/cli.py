@@ -140,7 +140,8 @@ def check(config_file: Path) -> None:
 @main.command()
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="No live status line.")
-def run(config_file: Path, quiet: bool) -> None:
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
+def run(config_file: Path, quiet: bool, metrics_port: int | None) -> None:
     """Run a dispatch or monitor job (YAML); SIGTERM/SIGINT stop it gracefully."""
     import asyncio
 
@@ -163,7 +164,7 @@ def run(config_file: Path, quiet: bool) -> None:
                 f"{s.get('alerts', 0)} alert(s)", end="\r", highlight=False)
 
     try:
-        asyncio.run(run_job(job, status=status))
+        asyncio.run(run_job(job, status=status, metrics_port=metrics_port))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if not quiet:

@@ -105,9 +105,55 @@ class Job:
         return bool(self.consumers) and all(c._stopping.is_set() for c in self.consumers)
 
 
+class _JobCollector:
+    """Prometheus view of a running job, read at scrape time (no bookkeeping on the data path)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        counters = dict(self.job.counters)
+        for key, help_text in (("groups_in", "LogGroups consumed"), ("bytes_in", "Raw bytes consumed"),
+                               ("groups_out", "LogGroups written to dispatch targets"),
+                               ("alerts", "Alerts raised by monitor rules")):
+            yield CounterMetricFamily(f"sluice_job_{key}", help_text, value=counters.get(key, 0))
+        shards = GaugeMetricFamily("sluice_job_shards_held", "Shards held per logstore",
+                                   labels=["project", "logstore", "group"])
+        errors = CounterMetricFamily("sluice_job_errors", "Fetch and handler errors (retried)",
+                                     labels=["project", "logstore"])
+        for c in self.job.consumers:
+            cfg = c.config
+            shards.add_metric([cfg.project, cfg.logstore, cfg.group], len(c.shards))
+            errors.add_metric([cfg.project, cfg.logstore], c.stats["errors"])
+        yield shards
+        yield errors
+        if self.job.dispatcher is not None:
+            sent = CounterMetricFamily("sluice_job_alerts_sent", "Alerts delivered per alerter", labels=["alerter"])
+            failed = CounterMetricFamily("sluice_job_alerts_failed", "Alerts given up per alerter", labels=["alerter"])
+            for name, n in self.job.dispatcher.sent.items():
+                sent.add_metric([name], n)
+            for name, n in self.job.dispatcher.failed.items():
+                failed.add_metric([name], n)
+            yield sent
+            yield failed
+
+
+def serve_metrics(job: Job, port: int, host: str = "127.0.0.1") -> None:
+    """Expose the job's metrics at http://host:port/metrics (prometheus-client's own HTTP server)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(_JobCollector(job))  # type: ignore[arg-type]
+    start_http_server(port, addr=host, registry=registry)
+
+
 async def run_job(config: JobConfig, *, status: Callable[[dict[str, Any]], None] | None = None,
-                  stop: asyncio.Event | None = None) -> None:
+                  stop: asyncio.Event | None = None, metrics_port: int | None = None) -> None:
     job = Job(config)
+    if metrics_port is not None:
+        serve_metrics(job, metrics_port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

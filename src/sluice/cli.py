@@ -388,3 +388,138 @@ def tail(endpoint: str, access_key_id: str, access_key_secret: str, project: str
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+@main.group()
+def admin() -> None:
+    """Projects, logstores, shards and consumer groups (hub or SLS)."""
+
+
+def _admin_call(endpoint: str, key_id: str, secret: str, fn, as_json: bool = True) -> None:  # type: ignore[no-untyped-def]
+    import json as _json
+
+    from .client import Client
+    from .wire.errors import SluiceError
+
+    try:
+        with Client(endpoint, key_id, secret) as c:
+            result = fn(c)
+    except SluiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if result is not None:
+        click.echo(_json.dumps(result, indent=2, ensure_ascii=False) if as_json else str(result))
+
+
+@admin.command("projects")
+@_client_options
+def admin_projects(endpoint: str, access_key_id: str, access_key_secret: str) -> None:
+    """List projects."""
+    _admin_call(endpoint, access_key_id, access_key_secret, lambda c: c.list_projects())
+
+
+@admin.command("create-project")
+@_client_options
+@click.argument("project")
+@click.option("--description", default="")
+def admin_create_project(endpoint: str, access_key_id: str, access_key_secret: str, project: str,
+                         description: str) -> None:
+    """Create a project."""
+    _admin_call(endpoint, access_key_id, access_key_secret, lambda c: c.create_project(project, description))
+    click.echo(f"created project {project}", err=True)
+
+
+@admin.command("logstores")
+@_client_options
+@click.argument("project")
+def admin_logstores(endpoint: str, access_key_id: str, access_key_secret: str, project: str) -> None:
+    """List the logstores of a project."""
+    _admin_call(endpoint, access_key_id, access_key_secret, lambda c: c.list_logstores(project))
+
+
+@admin.command("create-logstore")
+@_client_options
+@click.argument("project")
+@click.argument("logstore")
+@click.option("--shards", default=2, show_default=True)
+@click.option("--ttl", default=30, show_default=True, help="Days to keep data.")
+def admin_create_logstore(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str,
+                          shards: int, ttl: int) -> None:
+    """Create a logstore."""
+    _admin_call(endpoint, access_key_id, access_key_secret,
+                lambda c: c.create_logstore(project, logstore, ttl=ttl, shard_count=shards))
+    click.echo(f"created logstore {project}/{logstore} ({shards} shards, ttl {ttl} days)", err=True)
+
+
+@admin.command("delete-logstore")
+@_client_options
+@click.argument("project")
+@click.argument("logstore")
+@click.confirmation_option(prompt="Delete the logstore and all its data?")
+def admin_delete_logstore(endpoint: str, access_key_id: str, access_key_secret: str, project: str,
+                          logstore: str) -> None:
+    """Delete a logstore and its data."""
+    _admin_call(endpoint, access_key_id, access_key_secret, lambda c: c.delete_logstore(project, logstore))
+    click.echo(f"deleted logstore {project}/{logstore}", err=True)
+
+
+@admin.command("shards")
+@_client_options
+@click.argument("project")
+@click.argument("logstore")
+def admin_shards(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str) -> None:
+    """List shards with status and key ranges."""
+    _admin_call(endpoint, access_key_id, access_key_secret, lambda c: c.list_shards(project, logstore))
+
+
+@admin.command("split-shard")
+@_client_options
+@click.argument("project")
+@click.argument("logstore")
+@click.argument("shard", type=int)
+@click.option("--key", default=None, help="32 hex digits; default: the middle of the shard's range.")
+def admin_split_shard(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str,
+                      shard: int, key: str | None) -> None:
+    """Split a shard (the parent becomes read-only)."""
+    def split(c):  # type: ignore[no-untyped-def]
+        split_key = key
+        if split_key is None:
+            info = next((s for s in c.list_shards(project, logstore) if s["shardID"] == shard), None)
+            if info is None:
+                raise click.ClickException(f"shard {shard} does not exist")
+            lo, hi = int(info["inclusiveBeginKey"], 16), int(info["exclusiveEndKey"], 16)
+            split_key = f"{(lo + hi) // 2:032x}"
+        return c.split_shard(project, logstore, shard, split_key)
+    _admin_call(endpoint, access_key_id, access_key_secret, split)
+
+
+@admin.command("merge-shard")
+@_client_options
+@click.argument("project")
+@click.argument("logstore")
+@click.argument("shard", type=int)
+def admin_merge_shard(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str,
+                      shard: int) -> None:
+    """Merge a shard with its right neighbour."""
+    _admin_call(endpoint, access_key_id, access_key_secret, lambda c: c.merge_shard(project, logstore, shard))
+
+
+@admin.command("groups")
+@_client_options
+@click.argument("project")
+@click.argument("logstore")
+def admin_groups(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str) -> None:
+    """List consumer groups."""
+    _admin_call(endpoint, access_key_id, access_key_secret, lambda c: c.list_consumer_groups(project, logstore))
+
+
+@admin.command("delete-group")
+@_client_options
+@click.argument("project")
+@click.argument("logstore")
+@click.argument("group")
+def admin_delete_group(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str,
+                       group: str) -> None:
+    """Delete a consumer group and its checkpoints."""
+    _admin_call(endpoint, access_key_id, access_key_secret,
+                lambda c: c.delete_consumer_group(project, logstore, group))
+    click.echo(f"deleted consumer group {group} of {project}/{logstore}", err=True)

@@ -350,7 +350,6 @@ def tail(endpoint: str, access_key_id: str, access_key_secret: str, project: str
 
     from .client import AsyncClient
     from .consumer.config import parse_start
-    from .wire.batch import Batch
     from .wire.errors import SluiceError
 
     regex = re.compile(pattern) if pattern else None
@@ -370,8 +369,7 @@ def tail(endpoint: str, access_key_id: str, access_key_secret: str, project: str
         while True:
             r = await client.pull_logs(project, logstore, shard, cursor, wait=20 if follow else None)
             if r.count:
-                for log in Batch(project=project, logstore=logstore, shard=shard, cursor=cursor,
-                                 next_cursor=r.next_cursor, count=r.count, raw=r.raw).logs():
+                for log in r.logs():
                     emit(log)
             elif not follow:
                 return

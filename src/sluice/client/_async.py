@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..wire.compress import compress, decompress
 from ..wire.errors import WireError
+from ..wire.batch import Batch, LazyLogGroup
 from ..wire.loggroup import LogGroup, split_groups
 from ._transport import Credentials, RetryPolicy, Transport
 
@@ -26,6 +27,8 @@ _THREAD_DECOMPRESS_BYTES = 1 << 20
 class PullResult:
     """One PullLogs answer: the decompressed LogGroupList bytes, how many groups, and the next cursor."""
 
+    project: str
+    logstore: str
     shard: int
     cursor: str
     next_cursor: str
@@ -33,32 +36,21 @@ class PullResult:
     raw: bytes
     raw_size: int
 
+    def batch(self, endpoint: str = "") -> Batch:
+        """The answer as a lazy ``Batch`` (groups split without parsing, logs parsed only when asked)."""
+        return Batch(project=self.project, logstore=self.logstore, shard=self.shard, cursor=self.cursor,
+                     next_cursor=self.next_cursor, count=self.count, raw=self.raw, endpoint=endpoint)
+
     def group_bytes(self) -> list[memoryview]:
         """Each LogGroup's serialized bytes, without parsing the logs."""
         return list(split_groups(self.raw))
 
-    def log_groups(self) -> list[Any]:
-        """Each LogGroup parsed (string values)."""
-        out = []
-        for b in split_groups(self.raw):
-            g = LogGroup()
-            g.ParseFromString(b)
-            out.append(g)
-        return out
+    def log_groups(self) -> list[LazyLogGroup]:
+        return self.batch().LogGroups
 
     def logs(self) -> list[dict[str, Any]]:
         """Every log as a flat dict: its fields plus __time__, __topic__, __source__ and __tag__:<key>."""
-        out: list[dict[str, Any]] = []
-        for g in self.log_groups():
-            tags = {f"__tag__:{t.Key}": t.Value for t in g.LogTags}
-            for lg in g.Logs:
-                d: dict[str, Any] = {c.Key: c.Value for c in lg.Contents}
-                d["__time__"] = lg.Time
-                d["__topic__"] = g.Topic
-                d["__source__"] = g.Source
-                d.update(tags)
-                out.append(d)
-        return out
+        return self.batch().logs()
 
 
 def build_log_group(logs: Iterable[Mapping[str, Any]], *, topic: str = "", source: str = "",
@@ -214,7 +206,8 @@ class AsyncClient:
                 raw = decompress(resp.body, ctype, raw_size, limit=_MAX_PULL_RAW)
         except Exception as exc:  # the server sent something we cannot decode
             raise WireError(f"PullLogs body could not be decoded: {exc}") from exc
-        return PullResult(shard, cursor, h.get("x-log-cursor") or cursor, int(h.get("x-log-count", "0") or 0),
+        return PullResult(project, logstore, shard, cursor, h.get("x-log-cursor") or cursor,
+                          int(h.get("x-log-count", "0") or 0),
                           raw, raw_size)
 
     # ---------------------------------------------------------------- consumer groups

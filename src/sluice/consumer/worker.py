@@ -27,7 +27,6 @@ from typing import Callable
 from ..client import AsyncClient
 from ..client._async import PullResult
 from ..wire import errors as E
-from ..wire.batch import Batch
 from ..wire.cursor import decode_cursor
 from .config import ConsumerConfig
 from .processor import Handler, HandlerProcessor, Processor, ShardContext
@@ -323,9 +322,7 @@ class AsyncConsumer:
                     cursor = result.next_cursor
                     continue
                 delay = 0.05
-                batch = Batch(project=c.project, logstore=c.logstore, shard=shard, cursor=cursor,
-                              next_cursor=result.next_cursor, count=result.count, raw=result.raw,
-                              endpoint=self.client.endpoint)
+                batch = result.batch(self.client.endpoint)
                 self.budget.take(len(result.raw))
                 try:
                     if not (end_cursor is not None and result.next_cursor == end_cursor):

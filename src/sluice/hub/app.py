@@ -125,7 +125,6 @@ class Hub:
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        self.started = time.time()
         # Groups that existed before this start: their consumers are still running and will report what
         # they hold; their coordinators hand out unreported shards only after one timeout (no double reads).
         with store.lock:

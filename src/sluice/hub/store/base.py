@@ -132,4 +132,3 @@ class ReadResult:
     body: bytes
     count: int
     next_seq: int
-    raw_bytes: int

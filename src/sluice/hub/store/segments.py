@@ -70,8 +70,9 @@ class SegmentFiles:
                 shutil.rmtree(d, ignore_errors=True)
 
     # ------------------------------------------------------------------ writing (writer thread only)
-    def append(self, uid: int, seq: int, data: bytes) -> tuple[int, int]:
-        """Write ``data`` as group ``seq`` of shard ``uid``; returns (segment base, offset of its record)."""
+    def append(self, uid: int, seq: int, data: bytes) -> tuple[int, int, int]:
+        """Write ``data`` as group ``seq`` of shard ``uid``; returns (segment base, offset, length) of its
+        record."""
         segs = self._segments.setdefault(uid, [])
         if not segs or segs[-1].size >= self.segment_bytes:
             d = self.root / str(uid)
@@ -93,7 +94,7 @@ class SegmentFiles:
                 n = os.write(seg.wfd, rest)
                 rest = rest[n:]
         seg.size += total
-        return seg.base, offset
+        return seg.base, offset, total
 
     def mark(self) -> dict[int, tuple[int, int]]:
         """Current (segment count, size of the last) per shard, to undo a failed batch with ``rollback``."""

@@ -47,7 +47,6 @@ from ...wire.errors import (
     SLSError,
     StorageFull,
 )
-from ...wire.loggroup import encode_varint
 from .segments import SegmentFiles
 from .base import (
     Checkpoint,
@@ -524,9 +523,8 @@ class SQLiteStore:
             self._next_seq[shard.uid] = seq + 1
             now_ms = max(int(time.time() * 1000), self._last_recv[shard.uid])
             self._last_recv[shard.uid] = now_ms
-            base, offset = self.segments.append(shard.uid, seq, data)
+            base, offset, framed = self.segments.append(shard.uid, seq, data)
             size = len(data)
-            framed = size + 1 + len(encode_varint(size))
             conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?)",
                          ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, framed))
 
@@ -534,7 +532,7 @@ class SQLiteStore:
                 shard.end_seq = max(shard.end_seq, seq + 1)
                 shard.last_write_ms = now_ms
                 shard.bytes_stored += size
-            return _Appended(shard, seq, now_ms, size), post
+            return _Appended(shard, seq, size), post
         return self._submit(fn, batchable=True, size=len(data))
 
     def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None) -> ReadResult:
@@ -544,7 +542,7 @@ class SQLiteStore:
         stop = shard.end_seq if end is None else min(end, shard.end_seq)
         start = max(start, shard.begin_seq)
         if count <= 0 or start >= stop:
-            return ReadResult(b"", 0, start, 0)
+            return ReadResult(b"", 0, start)
         base = shard.uid << SEQ_BITS
         rows: list[tuple[int, int, int, int]] = []
         total = 0
@@ -575,9 +573,9 @@ class SQLiteStore:
         except FileNotFoundError:  # retention removed the segment under us: return what we have
             pass
         if done == 0:
-            return ReadResult(b"", 0, max(start, shard.begin_seq), 0)
+            return ReadResult(b"", 0, max(start, shard.begin_seq))
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return ReadResult(body, done, (rows[done - 1][0] & _SEQ_MASK) + 1, len(body))
+        return ReadResult(body, done, (rows[done - 1][0] & _SEQ_MASK) + 1)
 
     def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None:
         row = self._reader().execute("SELECT recv_ms FROM log WHERE id=?", ((shard.uid << SEQ_BITS) | seq,)).fetchone()
@@ -597,18 +595,6 @@ class SQLiteStore:
             else:
                 lo = mid + 1
         return lo
-
-    def count_logs(self, shard: ShardMeta, start: int, end: int) -> int:
-        base = shard.uid << SEQ_BITS
-        row = self._reader().execute("SELECT COALESCE(SUM(nlogs),0) FROM log WHERE id >= ? AND id < ?",
-                                     (base | max(start, shard.begin_seq), base | end)).fetchone()
-        return int(row[0])
-
-    def bytes_between(self, shard: ShardMeta, start: int, end: int) -> int:
-        base = shard.uid << SEQ_BITS
-        row = self._reader().execute("SELECT COALESCE(SUM(len),0) FROM log WHERE id >= ? AND id < ?",
-                                     (base | max(start, shard.begin_seq), base | end)).fetchone()
-        return int(row[0])
 
     def expire(self, shard: ShardMeta, cutoff_ms: int) -> concurrent.futures.Future[Any]:
         """Delete groups received before ``cutoff_ms``; the shard's begin moves to the oldest kept."""
@@ -678,13 +664,12 @@ class SQLiteStore:
 
 
 class _Appended:
-    __slots__ = ("uid", "shard", "seq", "recv_ms", "size")
+    __slots__ = ("uid", "shard", "seq", "size")
 
-    def __init__(self, shard: ShardMeta, seq: int, recv_ms: int, size: int) -> None:
+    def __init__(self, shard: ShardMeta, seq: int, size: int) -> None:
         self.uid = shard.uid
         self.shard = shard
         self.seq = seq
-        self.recv_ms = recv_ms
         self.size = size
 
     def public(self) -> tuple[int, int]:

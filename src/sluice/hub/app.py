@@ -154,11 +154,7 @@ class Hub:
                     w.set_result(None)
 
     async def _on_cleanup(self, app: web.Application) -> None:
-        self._ttl_task.cancel()
-        for waiters in self._waiters.values():
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+        self._ttl_task.cancel()  # long-polls were already answered in _on_shutdown
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _request_id(self) -> str:

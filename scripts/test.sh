@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq python3-venv python3-pip >/dev/null
+# rsyslog (+ its TLS driver): the forward job's real syslog sink; chromium: the web console tests.
+apt-get install -y -qq --no-install-recommends python3-venv python3-pip rsyslog rsyslog-openssl chromium >/dev/null
 source scripts/_venv.sh "[test]"
 set +e
 .venv/bin/python -m pytest "$@"

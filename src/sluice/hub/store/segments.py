@@ -24,6 +24,13 @@ __all__ = ["SegmentFiles", "DEFAULT_SEGMENT_BYTES"]
 DEFAULT_SEGMENT_BYTES = 64 << 20
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 class _Segment:
     __slots__ = ("base", "path", "size", "wfd")
 
@@ -107,7 +114,9 @@ class SegmentFiles:
                 seg = segs.pop()
                 self._close(seg)
                 seg.path.unlink(missing_ok=True)
-            if segs and segs[-1].size != size:
+            # Compare with the file, not with ``seg.size``: a write that failed half-way (ENOSPC) left
+            # bytes on disk that ``seg.size`` never counted, and O_APPEND would write after them.
+            if segs and (segs[-1].size != size or _file_size(segs[-1].path) != size):
                 seg = segs[-1]
                 self._close(seg)
                 with open(seg.path, "r+b") as fh:

@@ -23,6 +23,7 @@ the metadata is one file. Why this shape:
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import json
 import logging
 import queue
@@ -89,6 +90,14 @@ CREATE TABLE IF NOT EXISTS log(
     id INTEGER PRIMARY KEY, recv_ms INT NOT NULL, nlogs INT NOT NULL,
     seg INT NOT NULL, off INT NOT NULL, len INT NOT NULL);
 """
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """Out of space, whichever layer noticed: SQLite ("database or disk is full") or a segment write
+    (ENOSPC, or EDQUOT on a quota). Both are answered StorageFull, which clients may retry later."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc).lower()
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class _Op:
@@ -278,7 +287,7 @@ class SQLiteStore:
                 for uid, shard in self._shards_by_uid.items():
                     self._next_seq[uid] = shard.end_seq
                     self._last_recv[uid] = shard.last_write_ms
-            full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+            full = _is_disk_full(exc)
             log.error("store transaction failed (%d operations not acknowledged): %s", len(batch), exc)
             for op in batch:
                 err: SLSError = (StorageFull("the hub's disk is full; nothing was written") if full

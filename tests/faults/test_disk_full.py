@@ -22,6 +22,7 @@ import pytest
 from sluice.client import Client, RetryPolicy
 from sluice.testing import HubProcess
 from sluice.wire.errors import SLSError
+from tests.faults._figures import record
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,7 @@ def _run(hub: HubProcess, mount: Path) -> None:
     client.create_logstore("full", "events", shard_count=2)
     acked: dict[int, list[int]] = {w: [] for w in range(WRITERS)}
     refusals: list[str] = []
+    refusals_total = [0]
     other_errors: list[BaseException] = []
     phase = {"fill": True}
     stop = threading.Event()
@@ -89,6 +91,7 @@ def _run(hub: HubProcess, mount: Path) -> None:
             except SLSError as exc:
                 if exc.error_code == "StorageFull" and exc.http_status == 507:
                     refusals.append(exc.error_code)
+                    refusals_total[0] += 1
                     if phase["fill"] and len(refusals) >= 30:
                         return
                     continue
@@ -136,6 +139,8 @@ def _run(hub: HubProcess, mount: Path) -> None:
     hub.start()
     _check(_read_all(client, "full", "events", 2), acked)
     client.close()
+    record("disk_full", acknowledged_batches=sum(len(v) for v in acked.values()), acked_before_full=filled,
+           refused_storage_full=refusals_total[0], other_errors=0, logs_lost=0)
 
 
 def _check(stored: dict[int, list[tuple[int, int]]], acked: dict[int, list[int]]) -> None:

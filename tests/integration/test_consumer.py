@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -36,20 +34,13 @@ from sluice.testing import HubProcess
 from sluice.wire.batch import Batch
 from sluice.wire.cursor import decode_cursor, encode_cursor
 from sluice.wire.loggroup import parse_group
+from tests._consumers import WorkerProc, hash_key_for as _hash_key
 from tests.conftest import unique
-
-WORKER = Path(__file__).with_name("_sluice_worker.py")
-KEY_SPACE = 1 << 128
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _name(prefix: str) -> str:
     return unique(prefix).replace("-", "_")
-
-
-def _hash_key(shard: int, shards: int) -> str:
-    """A hash key inside shard ``shard`` of a fresh logstore of ``shards`` shards (so tests control placement)."""
-    return f"{shard * KEY_SPACE // shards:032x}"
 
 
 def _wait_for(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
@@ -167,63 +158,6 @@ def sproject(sclient: Client, hub_log_on_failure: None) -> Iterator[str]:
         sclient.delete_project(name)
     except Exception:  # noqa: BLE001
         pass
-
-
-class WorkerProc:
-    """One ``_sluice_worker.py`` consumer process; its handled batches are JSON lines in ``out``."""
-
-    def __init__(self, hub: HubProcess, project: str, logstore: str, group: str, name: str, tmp: Path,
-                 **opts: Any) -> None:
-        self.name = name
-        self.out = tmp / f"{name}.jsonl"
-        self.log = tmp / f"{name}.log"
-        args = [sys.executable, str(WORKER), "--endpoint", hub.url, "--key-id", hub.access_key_id,
-                "--key-secret", hub.access_key_secret, "--project", project, "--logstore", logstore,
-                "--group", group, "--consumer", name, "--out", str(self.out)]
-        for k, v in opts.items():
-            args += [f"--{k.replace('_', '-')}", str(v)]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.out.exists():
-            return []
-        out = []
-        for line in self.out.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:  # a line cut by SIGKILL
-                pass
-        return out
-
-    def batches(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if "ids" in r]
-
-    def ids(self) -> list[str]:
-        return [i for b in self.batches() for i in b["ids"]]
-
-    def has_event(self, event: str) -> bool:
-        return any(r.get("event") == event for r in self.records())
-
-    def terminate(self, timeout: float = 20) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
 
 class Producer(threading.Thread):

@@ -1,0 +1,81 @@
+"""Shared by the consumer tests and the fault suite: a sluice consumer as its own process, and hash keys
+that place a write on a chosen shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sluice.testing import HubProcess
+
+__all__ = ["WorkerProc", "hash_key_for", "WORKER"]
+
+WORKER = Path(__file__).parent / "integration" / "_sluice_worker.py"
+KEY_SPACE = 1 << 128
+
+
+def hash_key_for(shard: int, shards: int) -> str:
+    """A hash key inside shard ``shard`` of a fresh logstore of ``shards`` shards (so tests control placement)."""
+    return f"{shard * KEY_SPACE // shards:032x}"
+
+
+class WorkerProc:
+    """One ``_sluice_worker.py`` consumer process; its handled batches are JSON lines in ``out``."""
+
+    def __init__(self, hub: HubProcess, project: str, logstore: str, group: str, name: str, tmp: Path,
+                 **opts: Any) -> None:
+        self.name = name
+        self.out = tmp / f"{name}.jsonl"
+        self.log = tmp / f"{name}.log"
+        args = [sys.executable, str(WORKER), "--endpoint", hub.url, "--key-id", hub.access_key_id,
+                "--key-secret", hub.access_key_secret, "--project", project, "--logstore", logstore,
+                "--group", group, "--consumer", name, "--out", str(self.out)]
+        for k, v in opts.items():
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.out.exists():
+            return []
+        out = []
+        for line in self.out.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # a line cut by SIGKILL
+                pass
+        return out
+
+    def batches(self) -> list[dict[str, Any]]:
+        return [r for r in self.records() if "ids" in r]
+
+    def ids(self) -> list[str]:
+        return [i for b in self.batches() for i in b["ids"]]
+
+    def has_event(self, event: str) -> bool:
+        return any(r.get("event") == event for r in self.records())
+
+    def terminate(self, timeout: float = 20) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""

@@ -28,11 +28,12 @@ class WorkerProc:
     """One ``_sluice_worker.py`` consumer process; its handled batches are JSON lines in ``out``."""
 
     def __init__(self, hub: HubProcess, project: str, logstore: str, group: str, name: str, tmp: Path,
-                 **opts: Any) -> None:
+                 endpoint: str | None = None, **opts: Any) -> None:
+        """``endpoint`` overrides the hub's URL (e.g. a fault-injecting proxy in front of it)."""
         self.name = name
         self.out = tmp / f"{name}.jsonl"
         self.log = tmp / f"{name}.log"
-        args = [sys.executable, str(WORKER), "--endpoint", hub.url, "--key-id", hub.access_key_id,
+        args = [sys.executable, str(WORKER), "--endpoint", endpoint or hub.url, "--key-id", hub.access_key_id,
                 "--key-secret", hub.access_key_secret, "--project", project, "--logstore", logstore,
                 "--group", group, "--consumer", name, "--out", str(self.out)]
         for k, v in opts.items():

@@ -34,6 +34,8 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat", type=float, default=1.0)
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--checkpoint-interval", type=float, default=0.5)
+    p.add_argument("--long-poll", type=float, default=None, help="hub long-poll wait (default: the library's)")
+    p.add_argument("--client-timeout", type=float, default=10.0, help="per-request timeout, seconds")
     p.add_argument("--handler-delay", type=float, default=0.0, help="seconds each batch takes to handle")
     return p.parse_args(argv)
 
@@ -54,8 +56,9 @@ async def _main(a: argparse.Namespace) -> None:
 
     config = ConsumerConfig(project=a.project, logstore=a.logstore, group=a.group, consumer=a.consumer,
                             start=a.start, end=a.end, heartbeat_interval=a.heartbeat, timeout=a.timeout,
-                            checkpoint_interval=a.checkpoint_interval)
-    client = AsyncClient(a.endpoint, a.key_id, a.key_secret, timeout=10)
+                            checkpoint_interval=a.checkpoint_interval,
+                            **({} if a.long_poll is None else {"long_poll": a.long_poll}))
+    client = AsyncClient(a.endpoint, a.key_id, a.key_secret, timeout=a.client_timeout)
     consumer = AsyncConsumer(client, config, handler=handle)
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []

@@ -342,16 +342,26 @@ async def _run_idle(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _run_loop(main: Any) -> Any:
+    """sluice's own consumers run on uvloop, as ``sluice run`` does and docs/consumer.md advises
+    (SLUICE_BENCH_LOOP=asyncio measures the default loop instead)."""
+    if os.environ.get("SLUICE_BENCH_LOOP", "uvloop") == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def child_main(spec: dict[str, Any]) -> None:
     kind = spec["kind"]
     if kind == "seed":
         result = _run_seed(spec)
     elif kind == "native":
-        result = asyncio.run(_run_native(spec))
+        result = _run_loop(_run_native(spec))
     elif kind == "latency":
-        result = asyncio.run(_run_latency(spec))
+        result = _run_loop(_run_latency(spec))
     elif kind == "idle":
-        result = asyncio.run(_run_idle(spec))
+        result = _run_loop(_run_idle(spec))
     else:
         raise SystemExit(f"unknown child kind {kind!r}")
     _emit("RESULT", result)

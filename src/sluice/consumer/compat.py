@@ -23,6 +23,8 @@ import time
 from enum import Enum
 from typing import Any, Callable
 
+import uvloop
+
 from ..client import AsyncClient
 from ..wire.batch import Batch
 from .config import ConsumerConfig
@@ -209,7 +211,7 @@ class ConsumerWorker(threading.Thread):
 
     def run(self) -> None:
         try:
-            asyncio.run(self._main())
+            uvloop.run(self._main())  # ~20% less CPU per request than asyncio's loop (bench/consumer.py)
         except BaseException as exc:  # noqa: BLE001 - reported through .error and the log
             self.error = exc
             log.exception("consumer %s stopped on an error", self.option.consumer_name)

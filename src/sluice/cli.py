@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import uvloop
 
 from . import __version__
 from .wire.errors import ConfigError
@@ -33,8 +34,15 @@ def main(log_level: str) -> None:
               help="Directory for the hub's database (created if missing).")
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, envvar="SLUICE_LISTEN",
               help="HOST:PORT to serve on. Port 80 on a bare IPv4 lets the SDK use endpoint '<ip>' directly.")
-@click.option("--access-key", "access_keys", multiple=True, metavar="ID:SECRET",
-              help="An access key the hub accepts (repeatable). Required unless --no-auth.")
+@click.option("--access-key", "access_keys", multiple=True, metavar="ID:SECRET[:PROJECT,...][:ro]",
+              help="An access key the hub accepts (repeatable), optionally limited to some projects and/or "
+                   "read-only. Required unless --keys-file or --no-auth.")
+@click.option("--keys-file", type=click.Path(dir_okay=False, path_type=Path), envvar="SLUICE_KEYS_FILE",
+              help="YAML file of access keys (projects, read_only, security_token, expires): docs/security.md.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), envvar="SLUICE_TLS_CERT",
+              help="PEM certificate chain: serve https (with --tls-key).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), envvar="SLUICE_TLS_KEY",
+              help="PEM private key of --tls-cert.")
 @click.option("--no-auth", is_flag=True, help="Accept requests without checking signatures.")
 @click.option("--sync", type=click.Choice(["normal", "full"]), default="normal", show_default=True,
               help="'full' fsyncs every commit: survives power loss, not only a crash of the hub.")
@@ -44,22 +52,39 @@ def main(log_level: str) -> None:
 @click.option("--max-put-bytes", default=10 << 20, show_default=True, help="Largest uncompressed PutLogs body.")
 @click.option("--max-put-logs", default=40960, show_default=True, help="Most logs in one PutLogs request.")
 @click.option("--ttl-interval", default=60.0, show_default=True, help="Seconds between retention passes.")
+@click.option("--max-inflight-bytes", default=256 << 20, show_default=True,
+              help="Request-body bytes held at once over all connections; beyond, requests wait, then 503.")
+@click.option("--inflight-wait", default=5.0, show_default=True,
+              help="Seconds a request may wait for --max-inflight-bytes room before 503 ServerBusy.")
+@click.option("--body-timeout", default=60.0, show_default=True,
+              help="Seconds a request body may take to arrive after its headers; then RequestTimeout and close.")
+@click.option("--idle-timeout", default=60.0, show_default=True,
+              help="Seconds an idle connection (or one that never finishes its headers) stays open.")
+@click.option("--max-skew", default=900.0, show_default=True,
+              help="Seconds a signed request's time may differ from the hub's clock (SLS: 15 min); older "
+                   "requests, replays included, get RequestTimeTooSkewed.")
 @click.option("--metrics-token", envvar="SLUICE_METRICS_TOKEN", default=None,
               help="Bearer token for GET /metrics (Prometheus); without it /metrics is open only with --no-auth.")
-def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], no_auth: bool, sync: str,
-        hostnames: tuple[str, ...], group_quota: int, max_put_bytes: int, max_put_logs: int,
-        ttl_interval: float, metrics_token: str | None) -> None:
+def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], keys_file: Path | None, tls_cert: Path | None,
+        tls_key: Path | None, no_auth: bool, sync: str, hostnames: tuple[str, ...], group_quota: int,
+        max_put_bytes: int, max_put_logs: int, ttl_interval: float, max_inflight_bytes: int, inflight_wait: float,
+        body_timeout: float, idle_timeout: float, max_skew: float, metrics_token: str | None) -> None:
     """Run the hub: an SLS-compatible log service on local disk."""
-    from .hub.config import HubConfig, parse_access_key, parse_listen
-    from .hub.server import run
+    from .hub.config import HubConfig, load_keys_file, parse_key_spec, parse_listen
+    from .hub.server import run, tls_context
 
     try:
         host, port = parse_listen(listen)
-        keys = dict(parse_access_key(k) for k in access_keys)
-        config = HubConfig(data_dir=data_dir, host=host, port=port, access_keys=keys, no_auth=no_auth,
+        keys = tuple(parse_key_spec(k) for k in access_keys)
+        if keys_file is not None:
+            keys += load_keys_file(keys_file)
+        config = HubConfig(data_dir=data_dir, host=host, port=port, keys=keys, no_auth=no_auth,
                            sync_full=(sync == "full"), hostnames=("localhost", *hostnames),
                            group_quota=group_quota, max_put_bytes=max_put_bytes, max_put_logs=max_put_logs,
-                           ttl_interval=ttl_interval, metrics_token=metrics_token)
+                           ttl_interval=ttl_interval, metrics_token=metrics_token, tls_cert=tls_cert,
+                           tls_key=tls_key, max_inflight_bytes=max_inflight_bytes, inflight_wait=inflight_wait,
+                           body_timeout=body_timeout, idle_timeout=idle_timeout, max_skew=max_skew)
+        tls_context(config)  # a bad certificate or key is a usage error, before anything starts
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -164,7 +189,7 @@ def run(config_file: Path, quiet: bool, metrics_port: int | None) -> None:
                 f"{s.get('alerts', 0)} alert(s)", end="\r", highlight=False)
 
     try:
-        asyncio.run(run_job(job, status=status, metrics_port=metrics_port))
+        uvloop.run(run_job(job, status=status, metrics_port=metrics_port))  # as the hub: less CPU per request
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if not quiet:

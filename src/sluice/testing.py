@@ -4,6 +4,9 @@
 until it answers (with a deadline, no fixed sleep), and can stop, SIGKILL and restart it on the same data.
 On port 80 of a bare IPv4 address the official SDK reaches it with endpoint ``"127.0.0.x"`` and no tricks;
 on any other port use ``HTTP_PROXY=http://host:port`` (see docs/addressing.md).
+
+``tls=(cert, key)`` serves https (``url`` becomes ``https://...``); ``keys_file`` passes ``--keys-file``
+(with or without the default ``access_key``); with neither a key nor a keys file the hub runs ``--no-auth``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -54,7 +58,8 @@ class HubProcess:
 
     def __init__(self, data_dir: str | Path | None = None, *, host: str | None = None, port: int | None = None,
                  access_key: tuple[str, str] | None = (DEFAULT_KEY_ID, DEFAULT_KEY_SECRET),
-                 extra_args: list[str] | None = None, log_path: str | Path | None = None) -> None:
+                 extra_args: list[str] | None = None, log_path: str | Path | None = None,
+                 tls: tuple[str | Path, str | Path] | None = None, keys_file: str | Path | None = None) -> None:
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="sluice-hub-")
@@ -65,6 +70,8 @@ class HubProcess:
         self.host, self.port = host, port
         self.access_key = access_key
         self.extra_args = list(extra_args or [])
+        self.tls = (Path(tls[0]), Path(tls[1])) if tls else None
+        self.keys_file = Path(keys_file) if keys_file else None
         self.log_path = Path(log_path) if log_path else self.data_dir.with_name(self.data_dir.name + ".hub.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -87,7 +94,7 @@ class HubProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def access_key_id(self) -> str:
@@ -102,8 +109,12 @@ class HubProcess:
                "--listen", f"{self.host}:{self.port}"]
         if self.access_key:
             cmd += ["--access-key", f"{self.access_key[0]}:{self.access_key[1]}"]
-        else:
+        if self.keys_file:
+            cmd += ["--keys-file", str(self.keys_file)]
+        if not self.access_key and not self.keys_file:
             cmd += ["--no-auth"]
+        if self.tls:
+            cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         return cmd + self.extra_args
 
     def start(self, timeout: float = 30.0) -> "HubProcess":
@@ -121,7 +132,7 @@ class HubProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+                conn = self._probe_connection()
                 conn.request("GET", "/", headers={"Host": self.host})
                 conn.getresponse().read()
                 conn.close()
@@ -129,6 +140,15 @@ class HubProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"hub did not become ready within {timeout}s:\n{self.log_tail()}")
+
+    def _probe_connection(self) -> http.client.HTTPConnection:
+        if not self.tls:
+            return http.client.HTTPConnection(self.host, self.port, timeout=2)
+        # Readiness only: the tests check verification themselves, with their own CA.
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(self.host, self.port, timeout=2, context=ctx)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -74,6 +74,23 @@ def test_decompression_limits_and_errors() -> None:
         decompress(b"abc", "snappy", 3, limit=1000)
 
 
+def test_zstd_bombs_are_refused_without_inflating() -> None:
+    """A zstd frame declaring (or, undeclared, expanding to) more than the limit is refused, never inflated:
+    64 MiB of zeros compress to a few kB. Truncated frames are errors, not short bodies."""
+    zeros = b"\0" * (64 << 20)
+    declared = zstandard.ZstdCompressor().compress(zeros)
+    undeclared = zstandard.ZstdCompressor(write_content_size=False).compress(zeros)
+    assert len(declared) < 10_000 and len(undeclared) < 10_000
+    with pytest.raises(E.PostBodyTooLarge):
+        decompress(declared, "zstd", None, limit=1 << 20)
+    with pytest.raises(E.PostBodyUncompressError, match="larger than the limit"):
+        decompress(undeclared, "zstd", None, limit=1 << 20)
+    small = zstandard.ZstdCompressor(write_content_size=False).compress(b"abc" * 1000)
+    assert decompress(small, "zstd", 3000, limit=1 << 20) == b"abc" * 1000
+    with pytest.raises(E.PostBodyUncompressError):
+        decompress(small[:-3], "zstd", None, limit=1 << 20)
+
+
 def test_choose_encoding() -> None:
     """PullLogs answers in the first encoding the client lists that we support."""
     assert choose_encoding("lz4") == "lz4"

@@ -77,14 +77,20 @@ def build_log_group(logs: Iterable[Mapping[str, Any]], *, topic: str = "", sourc
 
 class AsyncClient:
     """An SLS API client. ``endpoint`` is a hub (``127.0.0.1:8080``) or an SLS region endpoint
-    (``https://cn-hangzhou.log.aliyuncs.com``)."""
+    (``https://cn-hangzhou.log.aliyuncs.com``).
+
+    For ``https://`` endpoints the certificate is verified: ``ca_bundle`` names a PEM file of CA
+    certificates to trust instead of the system store (``SSL_CERT_FILE`` works too); ``tls_verify=False``
+    turns verification off (testing only)."""
 
     def __init__(self, endpoint: str, access_key_id: str = "", access_key_secret: str = "", *,
                  security_token: str | None = None, auth_version: str = "v1", region: str | None = None,
-                 timeout: float = 60.0, retry: RetryPolicy | None = None, ssl: Any = None) -> None:
+                 timeout: float = 60.0, retry: RetryPolicy | None = None, ssl: Any = None,
+                 ca_bundle: str | None = None, tls_verify: bool = True) -> None:
         self.transport = Transport(endpoint, Credentials(access_key_id, access_key_secret, security_token,
                                                          auth_version, region),
-                                   timeout=timeout, retry=retry, ssl=ssl)
+                                   timeout=timeout, retry=retry, ssl=ssl, ca_bundle=ca_bundle,
+                                   tls_verify=tls_verify)
 
     @property
     def endpoint(self) -> str:

@@ -3,6 +3,11 @@
 Addressing: SLS routes a request by ``Host: <project>.<endpoint host>``. Against an IP or ``localhost``
 (the hub) we connect to the endpoint itself and only set that Host header, so any port works with no DNS
 or proxy tricks. Against a DNS name (Alibaba Cloud) we connect to ``<project>.<host>``, as the SDK does.
+
+TLS (``https://`` endpoints): the server's certificate is always verified unless ``tls_verify=False``,
+against ``ca_bundle`` (a PEM file) when given, else the system store, which honours ``SSL_CERT_FILE`` and
+``SSL_CERT_DIR``. A certificate that fails verification is a configuration problem, not a network blip:
+it raises ``ConfigError`` at once, naming the options, instead of being retried.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import logging
 import random
 import re
+import ssl as _ssl
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
@@ -19,10 +25,10 @@ from urllib.parse import quote
 import aiohttp
 
 from .. import __version__
-from ..wire.errors import SLSError, TransportError, for_code
+from ..wire.errors import ConfigError, SLSError, TransportError, for_code
 from ..wire.signing import sign_request
 
-__all__ = ["Endpoint", "Transport", "Response", "RetryPolicy"]
+__all__ = ["Endpoint", "Transport", "Response", "RetryPolicy", "tls_context"]
 
 log = logging.getLogger("sluice.client")
 
@@ -94,15 +100,39 @@ class Credentials:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def tls_context(ca_bundle: str | None = None, verify: bool = True) -> _ssl.SSLContext:
+    """The client's TLS context: verification on (hostname and chain) unless ``verify`` is False;
+    ``ca_bundle`` replaces the system store, which ``SSL_CERT_FILE``/``SSL_CERT_DIR`` point elsewhere."""
+    if not verify:
+        ctx = _ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = _ssl.CERT_NONE
+        return ctx
+    try:
+        return _ssl.create_default_context(cafile=ca_bundle)
+    except FileNotFoundError:
+        raise ConfigError(f"ca_bundle {ca_bundle}: no such file") from None
+    except (_ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"ca_bundle {ca_bundle} is not a PEM file of CA certificates: {exc}") from None
+
+
 class Transport:
-    """Sends one SLS request (signed, retried) and returns the response or raises ``SLSError``."""
+    """Sends one SLS request (signed, retried) and returns the response or raises ``SLSError``.
+
+    ``ssl`` (an ``SSLContext``, or aiohttp's ``False``) overrides ``ca_bundle``/``tls_verify``."""
 
     def __init__(self, endpoint: str, credentials: Credentials, *, timeout: float = 60.0,
-                 retry: RetryPolicy | None = None, ssl: Any = None, user_agent: str | None = None) -> None:
+                 retry: RetryPolicy | None = None, ssl: Any = None, user_agent: str | None = None,
+                 ca_bundle: str | None = None, tls_verify: bool = True) -> None:
         self.endpoint = Endpoint.parse(endpoint)
         self.credentials = credentials
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        if ssl is None and self.endpoint.scheme == "https":
+            if not tls_verify:
+                log.warning("TLS certificate verification is off for %s: anyone on the path can read and "
+                            "change this traffic", endpoint)
+            ssl = tls_context(ca_bundle, tls_verify)
         self.ssl = ssl
         self.user_agent = user_agent or f"sluice/{__version__}"
         self._session: aiohttp.ClientSession | None = None
@@ -169,6 +199,11 @@ class Transport:
                 rheaders = {k.lower(): v for k, v in resp.headers.items()}
         except asyncio.TimeoutError as exc:
             raise TransportError(f"{method} {url}: timed out") from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise ConfigError(
+                f"{method} {url}: the server's TLS certificate could not be verified ({exc.certificate_error}); "
+                f"give its CA with ca_bundle=PATH (or SSL_CERT_FILE), or tls_verify=False for testing only"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise TransportError(f"{method} {url}: {exc}") from exc
         request_id = rheaders.get("x-log-requestid", "")

@@ -27,9 +27,11 @@ from ..wire.compress import choose_encoding, compress, decompress
 from ..wire.cursor import decode_cursor, encode_cursor
 from ..wire.loggroup import parse_group
 from .addressing import project_from_host
-from .auth import Authenticator
+from .auth import ANONYMOUS, Authenticator, Principal, authorize
 from .config import DEFAULT_MAX_PULL_COUNT, HubConfig
+from .console import Console
 from .groups import GroupCoordinator
+from .limits import RequestLimits
 from .metrics import HubMetrics, api_name
 from .store.base import KEY_SPACE, GroupMeta, LogstoreMeta, ShardMeta
 from .store.sqlite import SQLiteStore
@@ -47,7 +49,7 @@ _JSON = "application/json"
 class _Request:
     """What a handler needs from an HTTP request, decoded once."""
 
-    __slots__ = ("method", "path", "parts", "params", "pairs", "project", "headers", "body", "raw")
+    __slots__ = ("method", "path", "parts", "params", "pairs", "project", "headers", "body", "raw", "principal")
 
     def __init__(self, raw: web.Request, body: bytes, hostnames: tuple[str, ...]) -> None:
         self.raw = raw
@@ -59,6 +61,7 @@ class _Request:
         self.headers = raw.headers
         self.project = project_from_host(raw.headers.get("Host"), hostnames)
         self.body = body
+        self.principal: Principal = ANONYMOUS  # set by Hub.handle once the signature is checked
 
     def json(self) -> Any:
         if not self.body:
@@ -117,6 +120,7 @@ class Hub:
         self.config = config
         self.store = store
         self.auth = Authenticator(config)
+        self.limits = RequestLimits(config)
         self.coordinators: dict[tuple[str, str, str], GroupCoordinator] = {}
         self._rr = itertools.count()
         self._req_prefix = f"{os.getpid() & 0xFFFF:04X}{int(time.time()):08X}"
@@ -135,7 +139,9 @@ class Hub:
     # ------------------------------------------------------------------ plumbing
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_put_bytes + (1 << 20))
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        # The web console (/console: no SLS API there) is routed before the catch-all; it has its own sign-in.
+        Console(self, self._executor).register(app)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)  # any path, newlines included
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
@@ -164,27 +170,20 @@ class Hub:
         request_id = self._request_id()
         api, body = "Unknown", b""
         try:
-            length = raw.content_length
-            if length is not None and length > self.config.max_put_bytes:
-                raise E.PostBodyTooLarge(
-                    f"request body of {length} bytes exceeds the limit of {self.config.max_put_bytes} bytes")
-            try:
-                body = await raw.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise E.PostBodyTooLarge(
-                    f"request body exceeds the limit of {self.config.max_put_bytes} bytes") from None
+            body = await self.limits.read_body(raw)  # size, in-flight bytes and time bounded (limits.py)
             req = _Request(raw, body, self.config.hostnames)
             if req.path == "/metrics" and req.method == "GET":
                 return self._metrics_response(req, request_id)
             api = api_name(req.method, req.parts, req.params)
-            self.auth.check(req.method, req.path, req.pairs, req.headers, body)
+            req.principal = self.auth.check(req.method, req.path, req.pairs, req.headers, body)
+            self._authorize(req, api)
             resp = await self._dispatch(req)
         except E.SLSError as exc:
-            if exc.http_status >= 500:
+            if exc.http_status >= 500 and not isinstance(exc, E.ServerBusy):
                 log.error("%s %s -> %s: %s", raw.method, raw.rel_url, exc.error_code, exc)
             resp = _response(exc.http_status, json.dumps(exc.to_json()).encode(), _JSON)
-            if isinstance(exc, E.PostBodyTooLarge):
-                resp.force_close()  # the unread rest of a huge body is not worth draining
+            if not raw.content.is_eof():
+                resp.force_close()  # the unread rest of a body (too large, refused, too slow) is not worth draining
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug must still answer in SLS's format, and be logged
@@ -242,6 +241,14 @@ class Hub:
         elif n == 3 and parts[2] == "logs":
             raise E.ParameterInvalid("query APIs (GetLogs) are not supported by the hub")
         raise E.RouteNotFound(f"no API at {method} {req.path}")
+
+    @staticmethod
+    def _authorize(req: _Request, api: str) -> None:
+        """The one access decision per request, before any route looks anything up (auth.py has the rules).
+        A GET without project, or with ListProject's paging parameters, is ListProject, as in _project_route."""
+        if api == "GetProject" and (req.project is None or "offset" in req.params or "size" in req.params):
+            api = "ListProject"
+        authorize(req.principal, api, req.project)
 
     def _require_project(self, req: _Request) -> str:
         if req.project is None:
@@ -302,7 +309,7 @@ class Hub:
         offset, size = max(0, req.int_param("offset", 0)), req.int_param("size", 100)
         pattern = req.params.get("projectName") or ""
         with self.store.lock:
-            names = sorted(n for n in self.store.projects if pattern in n)
+            names = sorted(n for n in self.store.projects if pattern in n and req.principal.can_read(n))
         page = names[offset: offset + size] if size >= 0 else names[offset:]
         return _json_response({"count": len(page), "total": len(names),
                                "projects": [self._project_json(n) for n in page]})

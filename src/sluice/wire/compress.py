@@ -65,12 +65,7 @@ def decompress(body: bytes, compress_type: str | None, raw_size: int | None, *, 
         except lz4.block.LZ4BlockError as exc:
             raise PostBodyUncompressError(f"lz4 body could not be decompressed: {exc}") from None
     elif ctype == "zstd":
-        try:
-            out = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-        except zstandard.ZstdError as exc:
-            raise PostBodyUncompressError(f"zstd body could not be decompressed: {exc}") from None
-        if len(out) > limit:
-            raise PostBodyTooLarge(f"uncompressed body exceeds the limit of {limit} bytes")
+        out = _zstd_bounded(body, limit)
     elif ctype in ("deflate", "gzip"):
         d = zlib.decompressobj()
         try:
@@ -89,6 +84,23 @@ def decompress(body: bytes, compress_type: str | None, raw_size: int | None, *, 
             f"x-log-bodyrawsize {raw_size} does not match the decompressed size {len(out)}"
         )
     return out
+
+
+def _zstd_bounded(body: bytes, limit: int) -> bytes:
+    """Decompress one zstd frame without ever allocating more than ``limit`` bytes: a 32 kB frame can
+    declare (or, without a declared size, expand to) gigabytes."""
+    try:
+        declared = zstandard.frame_content_size(body)
+    except zstandard.ZstdError as exc:
+        raise PostBodyUncompressError(f"zstd body could not be decompressed: {exc}") from None
+    if declared > limit:
+        raise PostBodyTooLarge(f"uncompressed body of {declared} bytes exceeds the limit of {limit} bytes")
+    try:
+        # with a declared size the output buffer is exactly that; without one it is capped at the limit
+        return zstandard.ZstdDecompressor().decompress(body, max_output_size=0 if declared >= 0 else limit)
+    except zstandard.ZstdError as exc:
+        hint = "" if declared >= 0 else f" (corrupt, truncated, or larger than the limit of {limit} bytes)"
+        raise PostBodyUncompressError(f"zstd body could not be decompressed{hint}: {exc}") from None
 
 
 def choose_encoding(accept_encoding: str | None) -> str:

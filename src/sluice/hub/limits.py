@@ -1,0 +1,131 @@
+"""Bounds on what clients can make the hub hold: request-body bytes in flight and time to send a body.
+
+Why: aiohttp reads a whole body into memory and has no timeout for reading it, so without these a flood of
+large PutLogs from many connections could exhaust the hub's memory, and a client that sends headers and
+then trickles (or stops sending) the body would hold a connection and its buffer for ever.
+
+* ``ByteBudget``: the bytes of request bodies the hub holds at once, across all connections. A request
+  reserves its declared body size (plus its declared decompressed size) *before* its body is read, and
+  frees it when its response has been sent. Without room it waits, in arrival order, at most
+  ``inflight_wait`` seconds, then gets 503 ``ServerBusy`` (which the SDK and sluice's client retry).
+  Per connection, HTTP/1.1 handles one request at a time, so a connection holds at most one body
+  (``--max-put-bytes``, checked against Content-Length before anything is read) plus aiohttp's paused read
+  buffer.
+* ``read_body``: the body must arrive within ``body_timeout`` seconds of the handler asking for it,
+  else 400 ``RequestTimeout`` and the connection is closed.
+
+Idle connections (and a client that never finishes its headers) are closed by aiohttp's keep-alive timer,
+set from ``idle_timeout`` in ``server.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from aiohttp import web
+
+from ..wire import errors as E
+from .config import HubConfig
+
+__all__ = ["ByteBudget", "RequestLimits"]
+
+
+class ByteBudget:
+    """A counting semaphore over bytes, first come first served (a large request is not starved by a
+    stream of small ones). Event-loop only: no locks."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, n: int, wait: float) -> bool:
+        """Reserve ``n`` bytes (at most the capacity), waiting up to ``wait`` seconds; False if no room."""
+        n = min(n, self.capacity)
+        if not self._waiters and self.used + n <= self.capacity:
+            self.used += n
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (n, fut)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), wait)
+            return True
+        except asyncio.TimeoutError:
+            if fut.done():  # granted at the last moment: keep it
+                return True
+            return False
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release(n)  # granted, but the request is gone
+            raise
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+                self._grant()  # a large waiter leaving may let smaller ones through
+
+    def release(self, n: int) -> None:
+        self.used -= min(n, self.capacity)
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            n, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+                continue
+            if self.used + n > self.capacity:
+                return
+            self._waiters.popleft()
+            self.used += n
+            fut.set_result(None)
+
+
+class RequestLimits:
+    """Reads request bodies within the byte budget and the body timeout (one per hub)."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.max_body = config.max_put_bytes
+        self.budget = ByteBudget(config.max_inflight_bytes)
+        self.wait = config.inflight_wait
+        self.body_timeout = config.body_timeout
+
+    def reservation(self, raw: web.Request) -> int:
+        """Bytes a request will hold: its body as sent plus, if compressed, its declared decompressed size
+        (the hub decompresses at most --max-put-bytes). Unknown sizes count as the maximum."""
+        length = raw.content_length
+        size = self.max_body if length is None else length
+        if (raw.headers.get("x-log-compresstype") or "").strip():
+            try:
+                raw_size = int(raw.headers.get("x-log-bodyrawsize", ""))
+            except ValueError:
+                raw_size = self.max_body
+            size += min(max(raw_size, 0), self.max_body)
+        return size
+
+    async def read_body(self, raw: web.Request) -> bytes:
+        """The request's body, read within the limits; raises PostBodyTooLarge, ServerBusy or RequestTimeout
+        (the caller closes the connection when the body was not read to its end). The reservation is freed
+        when the request's task ends, that is after its response has been written."""
+        length = raw.content_length
+        if length is not None and length > self.max_body:
+            raise E.PostBodyTooLarge(f"request body of {length} bytes exceeds the limit of {self.max_body} bytes")
+        if not raw.body_exists:
+            return b""
+        need = self.reservation(raw)
+        if not await self.budget.acquire(need, self.wait):
+            raise E.ServerBusy(f"the hub is holding {self.budget.used} bytes of request bodies (limit "
+                               f"{self.budget.capacity}); retry later")
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _: self.budget.release(need))
+        else:  # pragma: no cover - aiohttp always runs handlers in a task
+            self.budget.release(need)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await raw.read()
+        except TimeoutError:
+            raise E.RequestTimeout(f"the request body did not arrive within {self.body_timeout:g}s") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise E.PostBodyTooLarge(f"request body exceeds the limit of {self.max_body} bytes") from None

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..wire.errors import ConfigError
 
-__all__ = ["JobConfig", "load_job", "Source", "Target", "Route", "Rule", "parse_duration"]
+__all__ = ["JobConfig", "load_job", "Source", "Target", "Route", "Rule", "parse_duration", "Forward", "SplunkHec",
+           "Syslog", "SYSLOG_FACILITIES", "SYSLOG_SEVERITIES"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -171,6 +172,177 @@ class Monitor(_Model):
         return parse_duration(v)
 
 
+# ------------------------------------------------------------------------------------------------ forward
+SYSLOG_FACILITIES = {name: code for code, name in enumerate(
+    ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
+     "ntp", "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5",
+     "local6", "local7"])}
+SYSLOG_SEVERITIES = {name: code for code, name in enumerate(
+    ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"])}
+DEFAULT_FORWARD_BUFFER_BYTES = 64 << 20  # per sink: events handed over but not yet acknowledged
+
+
+def _tls_verify(v: Any) -> bool | str:
+    """``true``/``false`` or the path of a CA bundle (which must exist: a typo is caught at check time)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip():
+        if not Path(v).is_file():
+            raise ValueError(f"CA bundle {v!r} does not exist")
+        return v
+    raise ValueError("tls_verify is true, false or the path of a CA bundle")
+
+
+class SplunkHec(_Model):
+    """Splunk's HTTP Event Collector. Sizes are bytes, durations seconds (or "30s")."""
+
+    url: str
+    token: str
+    index: str | None = None
+    sourcetype: str | None = "sls"
+    source: str | None = None  # default: "sls:<project>/<logstore>"
+    gzip: bool = True
+    gzip_level: int = Field(default=1, ge=1, le=9)  # level 1: ~5x smaller JSON at a third of level 6's CPU
+    ack: bool = False
+    ack_timeout: float = 300.0  # resend a batch whose indexer ack has not come within this time
+    ack_poll_interval: float = 0.5
+    tls_verify: Union[bool, str] = True
+    batch_bytes: int = Field(default=1 << 20, ge=1024)  # uncompressed JSON per POST
+    max_in_flight: int = Field(default=4, ge=1, le=64)
+    timeout: float = 30.0
+    max_buffer_bytes: int = Field(default=DEFAULT_FORWARD_BUFFER_BYTES, ge=1 << 16)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v.strip()
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("token is empty")
+        return v.strip()
+
+    @field_validator("tls_verify", mode="before")
+    @classmethod
+    def _verify(cls, v: Any) -> bool | str:
+        return _tls_verify(v)
+
+    @field_validator("ack_timeout", "ack_poll_interval", "timeout", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        d = parse_duration(v)
+        if d <= 0:
+            raise ValueError("must be > 0")
+        return d
+
+
+class Syslog(_Model):
+    """A syslog receiver (rsyslog, syslog-ng, a SIEM's collector) over UDP, TCP or TLS."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # default 514 (udp, tcp), 6514 (tls)
+    protocol: Literal["udp", "tcp", "tls"] = "tcp"
+    format: Literal["rfc5424", "rfc3164"] = "rfc5424"
+    framing: Literal["octet-counting", "newline"] = "octet-counting"
+    facility: str = "local0"
+    severity: str = "info"
+    severity_field: str | None = None  # a field whose value (error, WARN, 3...) sets the severity per log
+    app_name: str = "sluice"
+    hostname: str | None = None  # default: the log group's source, else this machine's name
+    template: str | None = None  # "{status} {path}"; default: the event's fields as JSON
+    max_message_size: int | None = Field(default=None, ge=480)  # default 2048 (udp), 8192 (tcp, tls)
+    oversize: Literal["truncate", "split"] = "truncate"
+    tls_verify: Union[bool, str] = True
+    tls_cert: str | None = None  # client certificate (mutual TLS)
+    tls_key: str | None = None
+    tls_server_name: str | None = None
+    timeout: float = 10.0  # connect timeout
+    max_buffer_bytes: int = Field(default=DEFAULT_FORWARD_BUFFER_BYTES, ge=1 << 16)
+
+    @field_validator("facility")
+    @classmethod
+    def _facility(cls, v: str) -> str:
+        if v not in SYSLOG_FACILITIES:
+            raise ValueError(f"facility {v!r} is not one of {', '.join(SYSLOG_FACILITIES)}")
+        return v
+
+    @field_validator("severity")
+    @classmethod
+    def _severity(cls, v: str) -> str:
+        if v not in SYSLOG_SEVERITIES:
+            raise ValueError(f"severity {v!r} is not one of {', '.join(SYSLOG_SEVERITIES)}")
+        return v
+
+    @field_validator("app_name")
+    @classmethod
+    def _app_name(cls, v: str) -> str:
+        if not v or len(v) > 48 or any(not 33 <= ord(ch) <= 126 for ch in v):
+            raise ValueError("app_name is 1-48 printable ASCII characters without spaces")
+        return v
+
+    @field_validator("tls_verify", mode="before")
+    @classmethod
+    def _verify(cls, v: Any) -> bool | str:
+        return _tls_verify(v)
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"{v!r} does not exist")
+        return v
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Syslog":
+        if self.protocol != "tls" and (self.tls_cert or self.tls_key or self.tls_server_name):
+            raise ValueError("tls_cert, tls_key and tls_server_name need protocol: tls")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.protocol == "udp" and self.max_message_size is not None and self.max_message_size > 65507:
+            raise ValueError("a UDP datagram holds at most 65507 bytes")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (6514 if self.protocol == "tls" else 514)
+
+    @property
+    def effective_max_size(self) -> int:
+        return self.max_message_size or (2048 if self.protocol == "udp" else 8192)
+
+
+class Forward(_Model):
+    """Forward each log as one event to a SIEM; with both sinks, a checkpoint waits for both."""
+
+    splunk_hec: SplunkHec | None = None
+    syslog: Syslog | None = None
+    fields: list[str] | None = None  # only these log fields (topic, source, tags and time are always sent)
+    exclude_fields: list[str] = Field(default_factory=list)
+    drain_timeout: float = 10.0  # on release/stop: how long to wait for the sinks to acknowledge what they hold
+
+    @field_validator("drain_timeout", mode="before")
+    @classmethod
+    def _drain(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _a_sink(self) -> "Forward":
+        if self.splunk_hec is None and self.syslog is None:
+            raise ValueError("forward needs a sink: splunk_hec, syslog or both")
+        return self
+
+
 class JobConfig(_Model):
     sources: list[Source] = Field(min_length=1)
     group: str
@@ -180,12 +352,15 @@ class JobConfig(_Model):
     heartbeat_interval: float = 3.0
     dispatch: Dispatch | None = None
     monitor: Monitor | None = None
+    forward: Forward | None = None
 
     @model_validator(mode="after")
     def _one_job(self) -> "JobConfig":
-        jobs = [k for k in ("dispatch", "monitor") if getattr(self, k) is not None]
+        jobs = [k for k in ("dispatch", "monitor", "forward") if getattr(self, k) is not None]
         if not jobs:
-            raise ValueError("the file needs a job: dispatch or monitor")
+            raise ValueError("the file needs a job: dispatch, monitor or forward")
+        if len(jobs) > 1:
+            raise ValueError(f"one job per file: {' and '.join(jobs)} given")
         return self
 
 

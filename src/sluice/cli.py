@@ -156,7 +156,7 @@ def check(config_file: Path) -> None:
         job = load_job(config_file)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    kind = "dispatch" if job.dispatch else "monitor"
+    kind = next(k for k in ("dispatch", "monitor", "forward") if getattr(job, k) is not None)
     n = sum(len(s.logstores) for s in job.sources)
     click.echo(f"{config_file}: OK: a {kind} job, group {job.group!r}, {n} logstore(s) on "
                f"{len({s.endpoint for s in job.sources})} endpoint(s)")
@@ -167,7 +167,7 @@ def check(config_file: Path) -> None:
 @click.option("--quiet", is_flag=True, help="No live status line.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
 def run(config_file: Path, quiet: bool, metrics_port: int | None) -> None:
-    """Run a dispatch or monitor job (YAML); SIGTERM/SIGINT stop it gracefully."""
+    """Run a dispatch, monitor or forward job (YAML); SIGTERM/SIGINT stop it gracefully."""
     import asyncio
 
     from rich.console import Console

@@ -458,6 +458,15 @@ monitor:
   dedup: 5m
 """
 
+FORWARD_CHECK_YAML = r"""sources:
+  - endpoint: http://127.0.0.1:9
+    project: demo
+    logstores: [web]
+group: to-siem
+forward:
+  syslog: {host: 127.0.0.1, port: 6514, protocol: tcp}
+"""
+
 
 def _variant(base: str, old: str, new: str) -> tuple[str, int]:
     """``base`` with ``old`` replaced by ``new`` once; and the 1-based line where it is."""
@@ -501,11 +510,12 @@ def test_check_explains_bad_files_with_line_numbers(case: str, env: dict[str, st
 
 
 def test_check_accepts_good_files_and_run_rejects_bad_ones(env: dict[str, str], tmp_path: Path) -> None:
-    for name, text in (("dispatch.yaml", CHECK_YAML), ("monitor.yaml", MONITOR_CHECK_YAML)):
+    for name, text in (("dispatch.yaml", CHECK_YAML), ("monitor.yaml", MONITOR_CHECK_YAML),
+                       ("forward.yaml", FORWARD_CHECK_YAML)):
         path = tmp_path / name
         path.write_text(text)
         rc, out, _ = _sluice("check", str(path), env=env)
-        assert rc == 0 and "OK" in out, out
+        assert rc == 0 and f"OK: a {name.split('.')[0]} job" in out, out
     bad = tmp_path / "bad.yaml"
     bad.write_text(_variant(CHECK_YAML, "group: dispatch", "grup: dispatch")[0])
     rc, out, _ = _sluice("run", str(bad), "--quiet", env=env)

@@ -7,7 +7,10 @@ wildcard are made to resolve to loopback inside the test process, as a wildcard 
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -147,3 +150,47 @@ def test_hub_refuses_to_start_with_an_unusable_certificate(tmp_path: Path, certs
             hub.start(timeout=30)
         assert needle in hub.log_tail()
         hub.close()
+
+
+DISPATCH_OVER_TLS = """
+sources:
+  - endpoint: {url}
+    access_key_id: {key_id}
+    access_key_secret: {secret}
+    project: tls-job
+    logstores: [src]
+    ca_bundle: {ca}
+group: over-tls
+start: begin
+end: end
+dispatch:
+  routes:
+    - match: {{topic: t}}
+      to: {{logstore: dst}}
+"""
+
+
+@pytest.mark.parametrize("bundle", ["ca", "other_ca"])
+def test_sluice_run_with_a_ca_bundle(tls_hub: HubProcess, certs: dict[str, Path], tmp_path: Path,
+                                     bundle: str) -> None:
+    """A job file's ca_bundle reaches its clients (source and dispatch target): with the right CA the job
+    dispatches over https; with another CA it stops at once with a certificate error, exit code non-zero."""
+    with Client(tls_hub.url, tls_hub.access_key_id, tls_hub.access_key_secret, ca_bundle=str(certs["ca"])) as c:
+        if "tls-job" not in c.list_projects():
+            c.create_project("tls-job", "")
+            c.create_logstore("tls-job", "src", ttl=1, shard_count=1)
+            c.create_logstore("tls-job", "dst", ttl=1, shard_count=1)
+            c.put_logs("tls-job", "src", [{"k": str(i)} for i in range(5)], topic="t")
+        job = tmp_path / "job.yaml"
+        job.write_text(DISPATCH_OVER_TLS.format(url=tls_hub.url, key_id=tls_hub.access_key_id,
+                                                secret=tls_hub.access_key_secret, ca=certs[bundle]))
+        env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        p = subprocess.run([sys.executable, "-m", "sluice", "run", str(job), "--quiet"], capture_output=True,
+                           text=True, env=env, timeout=60)
+        if bundle == "other_ca":
+            assert p.returncode != 0 and "certificate" in p.stdout + p.stderr, p.stdout + p.stderr
+            assert "Traceback" not in p.stdout + p.stderr
+            return
+        assert p.returncode == 0, p.stdout + p.stderr
+        cursor = c.get_cursor("tls-job", "dst", 0, "begin")
+        assert sorted(x["k"] for x in c.pull_logs("tls-job", "dst", 0, cursor).logs()) == [str(i) for i in range(5)]

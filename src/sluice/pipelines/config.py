@@ -46,6 +46,10 @@ class Source(_Model):
     security_token: str | None = None
     project: str
     logstores: list[str] = Field(min_length=1)
+    # https endpoints: the certificate is verified against the system store (or SSL_CERT_FILE) unless a
+    # CA bundle is given; tls_verify: false turns verification off (never do that across a network)
+    ca_bundle: str | None = None
+    tls_verify: bool = True
 
     @field_validator("endpoint")
     @classmethod
@@ -63,6 +67,8 @@ class Target(_Model):
     endpoint: str | None = None
     access_key_id: str | None = None
     access_key_secret: str | None = None
+    ca_bundle: str | None = None  # default: the source's, when the target is on the source's endpoint
+    tls_verify: bool | None = None
 
 
 class Match(_Model):

@@ -35,16 +35,21 @@ class TargetKey:
     access_key_secret: str
     project: str
     logstore: str
+    ca_bundle: str | None = None
+    tls_verify: bool = True
 
     def __str__(self) -> str:
         return f"{self.endpoint}/{self.project}/{self.logstore}"
 
 
 def resolve_target(target: Target, source: Source) -> TargetKey:
+    same_endpoint = target.endpoint in (None, source.endpoint)
+    ca_bundle = target.ca_bundle if target.ca_bundle is not None else source.ca_bundle if same_endpoint else None
+    tls_verify = target.tls_verify if target.tls_verify is not None else source.tls_verify if same_endpoint else True
     return TargetKey(target.endpoint or source.endpoint,
                      target.access_key_id if target.access_key_id is not None else source.access_key_id,
                      target.access_key_secret if target.access_key_secret is not None else source.access_key_secret,
-                     target.project or source.project, target.logstore)
+                     target.project or source.project, target.logstore, ca_bundle, tls_verify)
 
 
 class _CompiledMatch:
@@ -128,7 +133,8 @@ class DispatchProcessor(Processor):
         return None
 
     async def _write(self, target: TargetKey, groups: list[bytes]) -> None:
-        client: AsyncClient = self.clients.get(target.endpoint, target.access_key_id, target.access_key_secret)
+        client: AsyncClient = self.clients.get(target.endpoint, target.access_key_id, target.access_key_secret,
+                                               ca_bundle=target.ca_bundle, tls_verify=target.tls_verify)
         for g in groups:  # in order, per target
             await client.put_log_group(target.project, target.logstore, g)
         self.counters["groups_out"] = self.counters.get("groups_out", 0) + len(groups)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -10,23 +9,21 @@ import click
 import uvloop
 
 from . import __version__
+from .logs import setup_logging
 from .wire.errors import ConfigError
 
 __all__ = ["main"]
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sluice")
 @click.option("--log-level", default="info", show_default=True, envvar="SLUICE_LOG_LEVEL",
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def main(log_level: str) -> None:
+@click.option("--log-format", default="text", show_default=True, envvar="SLUICE_LOG_FORMAT",
+              type=click.Choice(["text", "json"]), help="json: one JSON object per line, for log shippers.")
+def main(log_level: str, log_format: str) -> None:
     """sluice: an SLS-compatible log hub, a fast consumer-group library, and pipelines."""
-    _setup_logging(log_level)
+    setup_logging(log_level, log_format)
 
 
 @main.command()
@@ -168,7 +165,6 @@ def check(config_file: Path) -> None:
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
 def run(config_file: Path, quiet: bool, metrics_port: int | None) -> None:
     """Run a dispatch, monitor or forward job (YAML); SIGTERM/SIGINT stop it gracefully."""
-    import asyncio
 
     from rich.console import Console
 

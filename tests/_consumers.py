@@ -8,12 +8,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from sluice.client import Client
 from sluice.testing import HubProcess
 
-__all__ = ["WorkerProc", "hash_key_for", "WORKER"]
+__all__ = ["SteadyProducer", "WorkerProc", "hash_key_for", "WORKER"]
 
 WORKER = Path(__file__).parent / "integration" / "_sluice_worker.py"
 KEY_SPACE = 1 << 128
@@ -80,3 +83,38 @@ class WorkerProc:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+class SteadyProducer(threading.Thread):
+    """Writes ids ``0, 1, 2, ...`` (field ``id``) in groups of ``per_group`` until ``stop`` is set; group j
+    goes to shard j % shards, so ids rise within every shard. ``written`` counts acknowledged ids."""
+
+    def __init__(self, hub: HubProcess, project: str, logstore: str, *, shards: int, per_group: int = 20,
+                 pause: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.hub, self.project, self.logstore = hub, project, logstore
+        self.shards, self.per_group, self.pause = shards, per_group, pause
+        self.written = 0
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with Client(self.hub.url, self.hub.access_key_id, self.hub.access_key_secret, timeout=10) as c:
+                j = 0
+                while not self.stop.is_set():
+                    logs = [{"id": str(i)} for i in range(self.written, self.written + self.per_group)]
+                    c.put_logs(self.project, self.logstore, logs, hash_key=hash_key_for(j % self.shards, self.shards))
+                    self.written += self.per_group
+                    j += 1
+                    time.sleep(self.pause)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test through finish()
+            self.error = exc
+
+    def finish(self, timeout: float = 30) -> int:
+        """Stop, wait, re-raise a write error; the number of ids written."""
+        self.stop.set()
+        self.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.written

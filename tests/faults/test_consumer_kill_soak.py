@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from sluice.client import Client
 from sluice.testing import HubProcess
-from tests._consumers import WorkerProc, hash_key_for
+from tests._consumers import SteadyProducer, WorkerProc
 from tests.faults._figures import record
 
 pytestmark = pytest.mark.slow
@@ -34,30 +33,6 @@ CONSUMERS = 3
 CHECKPOINT_INTERVAL = 0.5
 # Generous on purpose: under constant kills and restarts on a 2-core machine a commit can lag its batch.
 UNCOMMITTED_WINDOW = CHECKPOINT_INTERVAL + 3.0
-
-
-class Producer(threading.Thread):
-    """Writes ids ``0, 1, 2, ...`` in groups of 20, group j to shard j % SHARDS, until stopped."""
-
-    def __init__(self, hub: HubProcess) -> None:
-        super().__init__(daemon=True)
-        self.hub = hub
-        self.written = 0
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with Client(self.hub.url, self.hub.access_key_id, self.hub.access_key_secret, timeout=10) as c:
-                j = 0
-                while not self.stop.is_set():
-                    logs = [{"id": str(i)} for i in range(self.written, self.written + 20)]
-                    c.put_logs("csoak", "events", logs, hash_key=hash_key_for(j % SHARDS, SHARDS))
-                    self.written += 20
-                    j += 1
-                    time.sleep(0.01)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
-            self.error = exc
 
 
 def test_consumers_sigkilled_and_restarted_under_load(tmp_path: Path) -> None:
@@ -79,7 +54,7 @@ def test_consumers_sigkilled_and_restarted_under_load(tmp_path: Path) -> None:
 
     live: dict[str, WorkerProc] = {}
     dead: list[tuple[WorkerProc, float]] = []  # (process, time of its SIGKILL)
-    producer = Producer(hub)
+    producer = SteadyProducer(hub, "csoak", "events", shards=SHARDS, per_group=20, pause=0.01)
     try:
         for i in range(CONSUMERS):
             live[f"c{i}"] = spawn(f"c{i}")
@@ -94,11 +69,7 @@ def test_consumers_sigkilled_and_restarted_under_load(tmp_path: Path) -> None:
             dead.append((victim, time.time()))
             time.sleep(rng.uniform(0.0, 1.0))
             live[name] = spawn(name)
-        producer.stop.set()
-        producer.join(timeout=30)
-        if producer.error is not None:
-            raise producer.error
-        written = producer.written
+        written = producer.finish()
         everyone = list(live.values()) + [p for p, _ in dead]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

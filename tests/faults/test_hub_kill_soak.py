@@ -173,12 +173,12 @@ def _check_handled_order(worker: WorkerProc) -> None:
     """Per shard, first deliveries come in storage order: a writer's batches never go backwards."""
     first_seen: set[str] = set()
     last: dict[tuple[int, int], int] = {}
-    for record in worker.batches():
-        for log_id in record["ids"]:
+    for batch in worker.batches():
+        for log_id in batch["ids"]:
             if log_id in first_seen:
                 continue  # a redelivery after a restart: allowed (at-least-once)
             first_seen.add(log_id)
             w, b, _ = (int(x) for x in log_id.split("-"))
-            key = (record["shard"], w)
-            assert b >= last.get(key, 0), f"shard {record['shard']}: writer {w} batch {b} handled out of order"
+            key = (batch["shard"], w)
+            assert b >= last.get(key, 0), f"shard {batch['shard']}: writer {w} batch {b} handled out of order"
             last[key] = b

@@ -12,7 +12,6 @@ within seconds (the defaults are 60 s and 25 s; see docs/consumer.md).
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -20,35 +19,13 @@ import pytest
 
 from sluice.client import Client
 from sluice.testing import HubProcess
-from tests._consumers import WorkerProc, hash_key_for
+from tests._consumers import SteadyProducer, WorkerProc
 from tests._faulty_proxy import FaultyProxy
 from tests.faults._figures import record
 
 pytestmark = pytest.mark.slow
 
 SHARDS = 2
-
-
-class Producer(threading.Thread):
-    def __init__(self, hub: HubProcess) -> None:
-        super().__init__(daemon=True)
-        self.hub = hub
-        self.written = 0
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with Client(self.hub.url, self.hub.access_key_id, self.hub.access_key_secret, timeout=10) as c:
-                j = 0
-                while not self.stop.is_set():
-                    logs = [{"id": str(i)} for i in range(self.written, self.written + 10)]
-                    c.put_logs("netfault", "events", logs, hash_key=hash_key_for(j % SHARDS, SHARDS))
-                    self.written += 10
-                    j += 1
-                    time.sleep(0.02)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
-            self.error = exc
 
 
 def test_consumer_recovers_from_resets_truncation_and_stalls(tmp_path: Path) -> None:
@@ -60,7 +37,7 @@ def test_consumer_recovers_from_resets_truncation_and_stalls(tmp_path: Path) -> 
     admin.create_logstore("netfault", "events", shard_count=SHARDS)
     worker = WorkerProc(hub, "netfault", "events", "behind-proxy", "c1", tmp_path, endpoint=proxy.url,
                         heartbeat=1, timeout=4, checkpoint_interval=0.5, long_poll=2, client_timeout=3)
-    producer = Producer(hub)
+    producer = SteadyProducer(hub, "netfault", "events", shards=SHARDS, per_group=10, pause=0.02)
     try:
         _until(lambda: worker.has_event("started"), 30, "the consumer to start", worker)
         producer.start()
@@ -74,11 +51,7 @@ def test_consumer_recovers_from_resets_truncation_and_stalls(tmp_path: Path) -> 
             # recovered = handles new logs again, by itself
             _until(lambda: len(set(worker.ids())) > handled_before + 50, 45,
                    f"the consumer to recover after a {name}", worker)
-        producer.stop.set()
-        producer.join(timeout=30)
-        if producer.error is not None:
-            raise producer.error
-        written = producer.written
+        written = producer.finish()
         _until(lambda: len(set(worker.ids())) >= written, 60, "every log to be handled", worker)
         assert set(worker.ids()) == set(map(str, range(written)))
         _check_order(worker)

@@ -28,8 +28,8 @@ from sluice.testing import HubProcess
 from sluice.wire.cursor import decode_cursor
 from tests._hec_receiver import HecReceiver
 from tests.conftest import unique
-from tests.integration.test_forward_syslog import client, env, jobs, put_logs  # noqa: F401 - fixtures
-from tests.integration.test_pipelines import CHECKPOINT_INTERVAL, JobProc, _checkpoints, _wait_for
+from tests._forward_data import put_logs
+from tests._jobs import CHECKPOINT_INTERVAL, JobProc, checkpoints as _checkpoints, wait_for as _wait_for
 
 TOKEN = "00000000-1111-2222-3333-444444444444"
 

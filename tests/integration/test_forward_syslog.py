@@ -10,88 +10,23 @@ topic, source and tags in the JSON message. A graceful stop writes checkpoints a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.client import Client
 from sluice.testing import HubProcess, free_port
-from sluice.wire.loggroup import LogGroup
 from tests._rsyslog import Rsyslog, require_rsyslogd
 from tests.conftest import unique
-from tests.integration.test_pipelines import JobProc, _checkpoints, _hash_key, _wait_for
-
-BASE_TIME = int(time.time()) - 3600  # an hour ago: the event's time must win over the send time
-
-
-@pytest.fixture
-def client(hub: HubProcess, hub_log_on_failure: None) -> Iterator[Client]:
-    c = Client(hub.url, hub.access_key_id, hub.access_key_secret, timeout=20)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def env(hub: HubProcess) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "SLS_AK_ID": hub.access_key_id,
-            "SLS_AK_KEY": hub.access_key_secret}
-
-
-@pytest.fixture
-def jobs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., JobProc]]:
-    started: list[JobProc] = []
-
-    def start(config: Path, env: dict[str, str]) -> JobProc:
-        j = JobProc(config, env, tmp_path / f"job{len(started)}.log")
-        started.append(j)
-        return j
-
-    yield start
-    for j in started:
-        j.kill()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for j in started:
-            print(f"--- sluice run (rc {j.proc.returncode}) ---\n{j.output()[-6000:]}")
-
-
-def put_logs(client: Client, project: str, logstore: str, *, groups: int, per_group: int, shards: int,
-             start: int = 0, extra: Callable[[int], dict[str, str]] | None = None) -> dict[str, dict[str, Any]]:
-    """Write groups of logs with three topics, five sources, a tag, and nanoseconds on odd logs; returns
-    id -> what each log's event must carry (fields, topic, source, tags, seconds, nanoseconds)."""
-    expected: dict[str, dict[str, Any]] = {}
-    for j in range(start, start + groups):
-        g = LogGroup()
-        g.Topic, g.Source = f"topic{j % 3}", f"10.0.0.{j % 5}"
-        tag = g.LogTags.add()
-        tag.Key, tag.Value = "env", "prod" if j % 2 else "dev"
-        for k in range(per_group):
-            i = j * per_group + k
-            entry = g.Logs.add()
-            entry.Time = BASE_TIME + i
-            if i % 2:
-                entry.Time_ns = (i % 1000) * 1000 + 123000
-            fields = {"id": f"e{i}", "status": ["200", "500", "404"][i % 3], "msg": f"request {i} ünïcode \"q\""}
-            if extra:
-                fields.update(extra(i))
-            for key, value in fields.items():
-                c = entry.Contents.add()
-                c.Key, c.Value = key, value
-            expected[fields["id"]] = {"fields": {**fields, "__topic__": g.Topic, "__source__": g.Source,
-                                                 "__tag__:env": tag.Value},
-                                      "sec": entry.Time, "ns": entry.Time_ns}
-        client.put_log_group(project, logstore, g.SerializeToString(), hash_key=_hash_key(j % shards, shards))
-    return expected
-
+from tests._forward_data import put_logs
+from tests._jobs import JobProc, checkpoints as _checkpoints, wait_for as _wait_for
 
 def job_yaml(hub: HubProcess, project: str, group: str, syslog: str) -> str:
     return (f"sources:\n  - endpoint: {hub.url}\n    access_key_id: ${{SLS_AK_ID}}\n"

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,34 +45,17 @@ import pytest
 from sluice.client import Client
 from sluice.testing import HubProcess, free_port
 from sluice.wire.batch import LazyLogGroup
-from sluice.wire.errors import ConsumerGroupNotExist
+from tests._consumers import hash_key_for as _hash_key
+from tests._jobs import CHECKPOINT_INTERVAL, JobProc, checkpoints as _checkpoints, wait_for as _wait_for
 from tests.conftest import unique
 
-KEY_SPACE = 1 << 128
 FIVE_XX = re.compile(r"^5\d\d$")
 HUB2_KEY = ("region2-id", "region2-secret-not-the-same")
-CHECKPOINT_INTERVAL = 2.0  # what `sluice run` uses (ConsumerConfig's default; the job file does not set it)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _name(prefix: str) -> str:
     return unique(prefix).replace("-", "_")
-
-
-def _hash_key(shard: int, shards: int) -> str:
-    """A hash key inside shard ``shard`` of a fresh logstore of ``shards`` shards."""
-    return f"{shard * KEY_SPACE // shards:032x}"
-
-
-def _wait_for(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.2,
-              alive: list["JobProc"] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        for j in alive or []:
-            j.assert_alive()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _render(text: str, **values: Any) -> str:
@@ -104,63 +86,12 @@ def _ids(client: Client, project: str, logstore: str) -> Counter[str]:
                    for d in LazyLogGroup(g).logs())
 
 
-def _checkpoints(client: Client, project: str, logstore: str, group: str) -> dict[int, tuple[str, str]]:
-    """shard -> (checkpoint, consumer that wrote it); {} while the job has not created the group yet."""
-    try:
-        entries = client.get_checkpoints(project, logstore, group)
-    except ConsumerGroupNotExist:
-        return {}
-    return {e["shard"]: (e["checkpoint"], e.get("consumer", "")) for e in entries}
-
-
 def _sluice(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, float]:
     """Run a short sluice command; (exit code, stdout + stderr, seconds)."""
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "sluice", *args], capture_output=True, text=True, env=env,
                        timeout=timeout)
     return p.returncode, p.stdout + p.stderr, time.monotonic() - t0
-
-
-class JobProc:
-    """One ``sluice run FILE --quiet`` process; stdout and stderr go to ``log``."""
-
-    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
-        self.config = config
-        self.log = log
-        with open(log, "ab") as f:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sluice", "run", str(config), "--quiet"],
-                                         stdout=f, stderr=subprocess.STDOUT, env=env)
-
-    @property
-    def consumer(self) -> str:
-        """The consumer name the job uses by default: host-pid."""
-        return f"{socket.gethostname()}-{self.proc.pid}"
-
-    def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def assert_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"sluice run exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
-
-    def terminate(self, timeout: float = 20) -> tuple[int, float]:
-        """SIGTERM; (exit code, seconds it took to exit)."""
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"sluice run did not exit within {timeout}s of SIGTERM:\n{self.output()[-4000:]}")
-        return rc, time.monotonic() - t0
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -192,26 +123,6 @@ def env(hub: HubProcess, hub2: HubProcess) -> dict[str, str]:
     """The environment of every sluice process: the keys the job files reference as ${VAR}."""
     return {**os.environ, "PYTHONUNBUFFERED": "1", "SLS_AK_ID": hub.access_key_id,
             "SLS_AK_KEY": hub.access_key_secret, "R2_AK_ID": HUB2_KEY[0], "R2_AK_KEY": HUB2_KEY[1]}
-
-
-@pytest.fixture
-def jobs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., JobProc]]:
-    """Start ``sluice run`` processes; all are killed at teardown, their output printed if the test failed."""
-    started: list[JobProc] = []
-
-    def start(config: Path, env: dict[str, str]) -> JobProc:
-        j = JobProc(config, env, tmp_path / f"job{len(started)}.log")
-        started.append(j)
-        return j
-
-    yield start
-    for j in started:
-        j.kill()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        for j in started:
-            print(f"--- sluice run {j.config.name} (pid {j.proc.pid}, rc {j.proc.returncode}) ---\n"
-                  f"{j.output()[-6000:]}")
 
 
 def _new_project(client: Client, prefix: str, logstores: dict[str, int]) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from aliyun.log import log_logs_pb2 as sdk_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st

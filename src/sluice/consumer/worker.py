@@ -27,6 +27,7 @@ from typing import Callable
 from ..client import AsyncClient
 from ..client._async import PullResult
 from ..wire import errors as E
+from ..wire.batch import Batch
 from ..wire.cursor import decode_cursor
 from .config import ConsumerConfig
 from .processor import Handler, HandlerProcessor, Processor, ShardContext

@@ -60,6 +60,15 @@ async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=1024, ssl_context=ssl_context)
     scheme = "https" if ssl_context else "http"
+    # Signals are handled before the hub says it is ready, so a SIGTERM right after "listening" is a
+    # graceful stop, never the default handler's abrupt exit.
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
     try:
         await site.start()
         log.info("hub listening on %s://%s:%d (data in %s, auth %s)", scheme, config.host, config.port,
@@ -67,13 +76,6 @@ async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
         print(f"sluice hub listening on {scheme}://{config.host}:{config.port}", flush=True)
         if ready is not None:
             ready.set()
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                pass
         await stop.wait()
         log.info("hub stopping")
     finally:

@@ -5,7 +5,7 @@ sends the groups' bytes on unchanged, a keyword monitor searches the bytes befor
 
 * ``Batch`` holds the body and splits it into groups without parsing them (a varint scan per group).
 * ``LazyLogGroup`` reads its header (Topic, Source, MachineUUID, LogTags) with a protobuf message that
-  declares only those fields: the runtime (upb, C) skips the Logs as unknown fields, never building them.
+  declares the Logs as opaque bytes: the runtime (upb, C) never decodes a log there.
   Its logs are parsed (also in C) only on ``.Logs`` / ``.logs()``.
 * ``SerializeToString()`` returns the received bytes, so the SDK's ``put_log_raw`` forwards a group
   without re-encoding, and ``.LogGroups``/``.Topic``/``.Logs``... read like the SDK's protobuf objects, so
@@ -34,7 +34,10 @@ def _header_message() -> Any:
     tag = fdp.message_type.add(name="LogTag")
     tag.field.add(name="Key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     tag.field.add(name="Value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    head = fdp.message_type.add(name="LogGroupHeader")  # Logs (field 1) deliberately absent
+    head = fdp.message_type.add(name="LogGroupHeader")
+    # Logs (field 1) as opaque bytes: the runtime keeps a view of each log instead of copying it into the
+    # unknown-field set, which measured ~2x faster for a 230 kB group (and no log is ever decoded here)
+    head.field.add(name="Logs", number=1, type=F.TYPE_BYTES, label=F.LABEL_REPEATED)
     for name, number in (("Topic", 3), ("Source", 4), ("MachineUUID", 5)):
         head.field.add(name=name, number=number, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     head.field.add(name="LogTags", number=6, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,

@@ -47,11 +47,13 @@ _TOKEN_HEADER = "x-acs-security-token"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request. ``projects`` None means every project; ``read_only`` forbids writes."""
+    """Who made a request. ``projects`` None means every project; ``read_only`` forbids writes;
+    ``expires`` (unix seconds) is when the key stops working, so a console session ends with it."""
 
     key_id: str | None
     projects: frozenset[str] | None = None
     read_only: bool = False
+    expires: float | None = None
 
     def can_read(self, project: str) -> bool:
         return self.projects is None or project in self.projects
@@ -121,7 +123,7 @@ class Authenticator:
 
     @staticmethod
     def _principal(key: AccessKey) -> Principal:
-        return Principal(key_id=key.key_id, projects=key.projects, read_only=key.read_only)
+        return Principal(key_id=key.key_id, projects=key.projects, read_only=key.read_only, expires=key.expires)
 
     def _secret(self, key_id: str) -> str | None:
         key = self._keys.get(key_id)

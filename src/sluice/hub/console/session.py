@@ -49,7 +49,9 @@ class SessionStore:
             oldest = min(self._sessions.values(), key=lambda s: s.expires)
             del self._sessions[oldest.sid]
         sid = secrets.token_urlsafe(18)
-        expires = int(now + self.ttl)
+        # never longer than the key itself (keys are read once at start, so they change only with a restart,
+        # which ends every session anyway)
+        expires = int(min(now + self.ttl, principal.expires if principal.expires is not None else now + self.ttl))
         session = Session(sid, principal, expires)
         self._sessions[sid] = session
         return f"{sid}.{expires}.{self._mac(sid, expires)}", session

@@ -89,7 +89,10 @@ class HubProcess:
 
     @property
     def endpoint(self) -> str:
-        """The endpoint string for the official SDK: the bare IP on port 80, else host:port (needs HTTP_PROXY)."""
+        """The endpoint string for the official SDK: the bare IP on port 80, else host:port (needs HTTP_PROXY);
+        with TLS the https URL (the SDK then needs a DNS name the certificate covers, see docs/security.md)."""
+        if self.tls:
+            return self.url
         return self.host if self.port == 80 else f"{self.host}:{self.port}"
 
     @property

@@ -322,17 +322,30 @@ def _client_options(f):  # type: ignore[no-untyped-def]
 @click.option("--batch", "batch_size", default=1000, show_default=True, help="Logs per PutLogs request.")
 def put(endpoint: str, access_key_id: str, access_key_secret: str, project: str, logstore: str, topic: str,
         source: str, batch_size: int) -> None:
-    """Write stdin into a logstore: JSON objects one per line become fields, other lines become `content`."""
+    """Write stdin into a logstore: JSON objects one per line become fields, other lines become `content`.
+    On a terminal, a progress bar (bytes of a file on stdin, else logs written) runs on stderr."""
     import json as _json
+    import os
+    import stat
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .client import Client
     from .wire.errors import SluiceError
 
     total = 0
+    st = os.fstat(sys.stdin.fileno())
+    size = st.st_size if stat.S_ISREG(st.st_mode) else None
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
     try:
-        with Client(endpoint, access_key_id, access_key_secret) as c:
+        with progress, Client(endpoint, access_key_id, access_key_secret) as c:
+            task = progress.add_task("0 logs", total=size)
             pending: list[dict[str, object]] = []
+            read = 0
             for line in sys.stdin:
+                read += len(line)
                 line = line.rstrip("\n")
                 if not line:
                     continue
@@ -346,6 +359,7 @@ def put(endpoint: str, access_key_id: str, access_key_secret: str, project: str,
                     c.put_logs(project, logstore, pending, topic=topic, source=source)
                     total += len(pending)
                     pending = []
+                    progress.update(task, completed=read, description=f"{total} logs")
             if pending:
                 c.put_logs(project, logstore, pending, topic=topic, source=source)
                 total += len(pending)

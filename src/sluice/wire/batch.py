@@ -7,6 +7,7 @@ sends the groups' bytes on unchanged, a keyword monitor searches the bytes befor
 * ``LazyLogGroup`` reads its header (Topic, Source, MachineUUID, LogTags) with a protobuf message that
   declares the Logs as opaque bytes: the runtime (upb, C) never decodes a log there.
   Its logs are parsed (also in C) only on ``.Logs`` / ``.logs()``.
+* ``logs()`` builds dicts in C straight from the bytes (``_logdecode.c``) when that extension is built.
 * ``SerializeToString()`` returns the received bytes, so the SDK's ``put_log_raw`` forwards a group
   without re-encoding, and ``.LogGroups``/``.Topic``/``.Logs``... read like the SDK's protobuf objects, so
   its processors run unchanged.
@@ -24,7 +25,14 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from .errors import WireError
 from .loggroup import LogGroup, split_groups
 
-__all__ = ["Batch", "LazyLogGroup"]
+__all__ = ["Batch", "LazyLogGroup", "FAST_DECODER"]
+
+try:  # the C decoder (src/sluice/wire/_logdecode.c), built at install where a compiler is available
+    from ._logdecode import group_logs as _group_logs
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _group_logs = None
+
+FAST_DECODER = _group_logs is not None
 
 
 def _header_message() -> Any:
@@ -133,7 +141,17 @@ class LazyLogGroup:
 
     def logs(self) -> list[dict[str, Any]]:
         """Each log as a dict of its fields, plus ``__time__``, ``__topic__``, ``__source__`` and
-        ``__tag__:<key>``, as the SDK's flattened JSON looks."""
+        ``__tag__:<key>``, as the SDK's flattened JSON looks. Decoded in C from the bytes when the extension
+        is built (~4x faster), else (or once the group was changed through its protobuf attributes) from
+        the parsed message."""
+        if _group_logs is not None and not self._is_parsed():
+            try:
+                return _group_logs(self.raw)
+            except ValueError as exc:
+                raise WireError(str(exc)) from None
+        return self._logs_from_message()
+
+    def _logs_from_message(self) -> list[dict[str, Any]]:
         g = self._full
         base: dict[str, Any] = {"__topic__": g.Topic, "__source__": g.Source}
         for t in g.LogTags:

@@ -32,7 +32,7 @@ from .config import DEFAULT_MAX_PULL_COUNT, HubConfig
 from .console import Console
 from .groups import GroupCoordinator
 from .limits import RequestLimits
-from .metrics import HubMetrics, api_name
+from .metrics import HubMetrics, api_name, is_list_project
 from .store.base import KEY_SPACE, GroupMeta, LogstoreMeta, ShardMeta
 from .store.sqlite import SQLiteStore
 
@@ -174,9 +174,9 @@ class Hub:
             req = _Request(raw, body, self.config.hostnames)
             if req.path == "/metrics" and req.method == "GET":
                 return self._metrics_response(req, request_id)
-            api = api_name(req.method, req.parts, req.params)
+            api = api_name(req.method, req.parts, req.params, req.project)
             req.principal = self.auth.check(req.method, req.path, req.pairs, req.headers, body)
-            self._authorize(req, api)
+            authorize(req.principal, api, req.project)  # the one access decision, before any route looks
             resp = await self._dispatch(req)
         except E.SLSError as exc:
             if exc.http_status >= 500 and not isinstance(exc, E.ServerBusy):
@@ -242,14 +242,6 @@ class Hub:
             raise E.ParameterInvalid("query APIs (GetLogs) are not supported by the hub")
         raise E.RouteNotFound(f"no API at {method} {req.path}")
 
-    @staticmethod
-    def _authorize(req: _Request, api: str) -> None:
-        """The one access decision per request, before any route looks anything up (auth.py has the rules).
-        A GET without project, or with ListProject's paging parameters, is ListProject, as in _project_route."""
-        if api == "GetProject" and (req.project is None or "offset" in req.params or "size" in req.params):
-            api = "ListProject"
-        authorize(req.principal, api, req.project)
-
     def _require_project(self, req: _Request) -> str:
         if req.project is None:
             raise E.ProjectNotExist("no project in the Host header (expected Host: <project>.<endpoint>)")
@@ -259,9 +251,7 @@ class Hub:
     # ------------------------------------------------------------------ projects
     async def _project_route(self, req: _Request) -> web.StreamResponse:
         method = req.method
-        # ListProject: no project in Host, or the paging parameters GetProject never sends (a Host like
-        # "sls.example.internal" via HTTP_PROXY has no project, but its first label would look like one).
-        if method == "GET" and (req.project is None or "offset" in req.params or "size" in req.params):
+        if is_list_project(method, req.project, req.params):
             return self._list_projects(req)
         if method == "POST":
             data = req.json() if req.body else {}

@@ -72,10 +72,19 @@ class HubMetrics:
         return generate_latest(self.registry)
 
 
-def api_name(method: str, parts: list[str], params: dict[str, str]) -> str:
-    """A low-cardinality name for a request, for the ``api`` label."""
+def is_list_project(method: str, project: str | None, params: dict[str, str]) -> bool:
+    """``GET /`` is ListProject when the Host names no project, or when it carries the paging parameters
+    GetProject never sends (a Host like "sls.example.internal" via HTTP_PROXY has no project, but its first
+    label would look like one)."""
+    return method == "GET" and (project is None or "offset" in params or "size" in params)
+
+
+def api_name(method: str, parts: list[str], params: dict[str, str], project: str | None) -> str:
+    """A low-cardinality name for a request: the ``api`` label, and what access control decides on."""
     n = len(parts)
     if n == 0:
+        if is_list_project(method, project, params):
+            return "ListProject"
         return {"GET": "GetProject", "POST": "CreateProject", "PUT": "UpdateProject",
                 "DELETE": "DeleteProject"}.get(method, "Unknown")
     if parts[0] != "logstores":

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, TypeVar
 
 if TYPE_CHECKING:
     from ..app import Hub
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_INTERVAL", "DEFAULT_KEEP", "Rate", "RateSampler", "Sample"]
 
 log = logging.getLogger("sluice.hub.console")
+
+K = TypeVar("K")
 
 DEFAULT_INTERVAL = 5.0
 DEFAULT_KEEP = 120
@@ -61,6 +63,17 @@ def _rate(old: tuple[float, float] | None, new: tuple[float, float] | None, seco
         return None
     old = old or (0.0, 0.0)  # created since the older sample: everything it holds arrived in between
     return Rate(max(0.0, new[0] - old[0]) / seconds, max(0.0, new[1] - old[1]) / seconds)
+
+
+def _rates(old: Mapping[K, tuple[float, float]], new: Mapping[K, tuple[float, float]],
+           seconds: float) -> dict[K, Rate]:
+    """Per key of ``new``: its rate since ``old``."""
+    out = {}
+    for key, value in new.items():
+        r = _rate(old.get(key), value, seconds)
+        if r is not None:
+            out[key] = r
+    return out
 
 
 class RateSampler:
@@ -119,30 +132,11 @@ class RateSampler:
         """Rates over about the last minute per logstore written to since the hub started; None until there
         is a second of history."""
         pair = self._window()
-        if pair is None:
-            return None
-        old, new = pair
-        seconds = new.mono - old.mono
-        out = {}
-        for key, value in new.logstores.items():
-            r = _rate(old.logstores.get(key), value, seconds)
-            if r is not None:
-                out[key] = r
-        return out
+        return None if pair is None else _rates(pair[0].logstores, pair[1].logstores, pair[1].mono - pair[0].mono)
 
     def shard_rates(self) -> dict[int, Rate] | None:
         pair = self._window()
-        if pair is None:
-            return None
-        old, new = pair
-        seconds = new.mono - old.mono
-        out = {}
-        for uid, (nbytes, end) in new.shards.items():
-            prev = old.shards.get(uid)
-            r = _rate((float(prev[0]), float(prev[1])) if prev else None, (float(nbytes), float(end)), seconds)
-            if r is not None:
-                out[uid] = r
-        return out
+        return None if pair is None else _rates(pair[0].shards, pair[1].shards, pair[1].mono - pair[0].mono)
 
     def series(self, include: Callable[[str, str], bool]) -> list[tuple[float, float, float]]:
         """Per interval of the ring buffer: (end time, bytes/s, logs/s) summed over the logstores ``include``

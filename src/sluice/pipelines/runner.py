@@ -18,7 +18,6 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from ..consumer import AsyncConsumer, ByteBudget, ConsumerConfig, Processor
 from ..consumer.config import default_consumer_name
@@ -145,33 +144,7 @@ class Job:
         return bool(self.consumers) and all(c._stopping.is_set() for c in self.consumers)
 
 
-def _log_counter() -> Any:
-    """A LogGroup view whose logs are opaque bytes: counting them is a C-level scan, nothing is decoded
-    (~1.2 GB/s; used only with --metrics-port, for processors that do not parse logs themselves)."""
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="sluice/pipelines/count.proto", package="sluice.pipelines.count",
-                                             syntax="proto2")
-    group = fdp.message_type.add(name="CountedGroup")
-    group.field.add(name="Logs", number=1, type=F.TYPE_BYTES, label=F.LABEL_REPEATED)
-    lst = fdp.message_type.add(name="CountedList")
-    lst.field.add(name="Groups", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
-                  type_name=".sluice.pipelines.count.CountedGroup")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("sluice.pipelines.count.CountedList"))
-
-
-_CountedList: Any = None
 LAG_SAMPLE_INTERVAL = 2.0  # seconds between GetCursorTime samples per shard (one small request at most)
-
-
-def count_logs(raw: bytes) -> int:
-    global _CountedList
-    if _CountedList is None:
-        _CountedList = _log_counter()
-    msg = _CountedList()
-    msg.ParseFromString(raw)
-    return sum(len(g.Logs) for g in msg.Groups)
 
 
 class _ShardLag:
@@ -246,7 +219,7 @@ class _Metered(Processor):
             asyncio.ensure_future(self._sample(lag, batch, time.time()))
         counters = self.metrics.job.counters
         if not self.counts_logs:
-            counters["logs_in"] = counters.get("logs_in", 0) + count_logs(batch.raw)
+            counters["logs_in"] = counters.get("logs_in", 0) + batch.log_count()
         try:
             return await self.inner.process(batch, ctx)
         finally:

@@ -137,7 +137,8 @@ class LazyLogGroup:
         return {t.Key: t.Value for t in tags}
 
     def __len__(self) -> int:
-        return len(self._full.Logs)
+        """The number of logs, counted on the header view (no log is decoded) unless already parsed."""
+        return len(self._full.Logs if self._is_parsed() else self._header.Logs)
 
     def logs(self) -> list[dict[str, Any]]:
         """Each log as a dict of its fields, plus ``__time__``, ``__topic__``, ``__source__`` and

@@ -17,8 +17,9 @@ Handlers, each run by:
 * ``sluice native``: ``AsyncConsumer`` with a handler function.
 
 (a) dispatch by topic into three other logstores (seed 004): SDK and compat use ``ConsumerProcessorAdaptor`` and
-    the SDK's ``LogClient.put_log_raw`` (the seed's code); native awaits ``AsyncClient.put_log_group(group.raw)``,
-    which forwards the received bytes without parsing the logs. Each run has its own three target logstores,
+    the SDK's ``LogClient.put_log_raw`` (the seed's code); native groups a batch's LogGroups by target and
+    awaits ``AsyncClient.put_log_groups`` for each target at once: the received bytes are forwarded without
+    parsing the logs, consecutive groups with the same header packed into one PutLogs (wire/pack.py). Each run has its own three target logstores,
     checked afterwards to hold exactly the groups of the source.
 (b) build a dict per log and count fields (seed 002's ``process``: iterate ``log_group.Logs``, a dict of
     ``Contents`` each); native twice: ``batch.logs()`` (the whole batch at once) and ``group.logs()`` per group,
@@ -232,13 +233,13 @@ async def _run_native(spec: dict[str, Any]) -> dict[str, Any]:
         targets = spec["targets"]
 
         async def handle(batch: Any) -> None:
-            forwarded = 0
+            by_target: dict[str, list[Any]] = {}
             for group in batch:
                 ls = targets.get(group.topic)
                 if ls is not None:
-                    await client.put_log_group(project, ls, group.raw)
-                    forwarded += 1
-            progress.add(batch.count, forwarded=forwarded)
+                    by_target.setdefault(ls, []).append(group)
+            await asyncio.gather(*(client.put_log_groups(project, ls, groups) for ls, groups in by_target.items()))
+            progress.add(batch.count, forwarded=sum(len(gs) for gs in by_target.values()))
     else:
         if spec.get("mode") == "group":
             def handle(batch: Any) -> None:  # type: ignore[misc]  # sync: runs on a worker thread

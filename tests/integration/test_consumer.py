@@ -695,6 +695,60 @@ def test_start_positions_and_resume_from_checkpoint(aclient_args: tuple[str, str
     _run(main())
 
 
+def test_native_dispatch_packs_groups_and_keeps_every_log(aclient_args: tuple[str, str, str],
+                                                          sproject: str) -> None:
+    """The native dispatcher's way (docs/consumer.md): route a batch's groups by topic and hand each target its
+    groups with ``put_log_groups``. Groups with the same header share PutLogs requests; every log arrives in
+    its target once, in order, under its own topic, source and tags; groups that differ stay apart."""
+
+    async def main() -> None:
+        async with AsyncClient(*aclient_args, timeout=10) as client:
+            src = _name("psrc")
+            await client.create_logstore(sproject, src, shard_count=1)
+            targets = {"web": _name("pweb"), "db": _name("pdb")}
+            for ls in targets.values():
+                await client.create_logstore(sproject, ls, shard_count=1)
+            sent: list[tuple[str, str, str]] = []  # (topic, tag, id) in write order
+            for j in range(60):
+                topic = ("web", "db")[j % 3 == 2]
+                tag = f"host{j // 20}"  # the header changes every 20 groups
+                ids = [f"{j}-{k}" for k in range(7)]
+                await client.put_logs(sproject, src, [{"id": i} for i in ids], topic=topic, source="10.0.0.9",
+                                      tags={"host": tag})
+                sent += [(topic, tag, i) for i in ids]
+            requests: list[int] = []
+            handled = [0]
+
+            async def handle(batch: Batch) -> None:
+                by_target: dict[str, list[Any]] = {}
+                for group in batch:
+                    by_target.setdefault(targets[group.topic], []).append(group)
+                requests.extend(await asyncio.gather(*(client.put_log_groups(sproject, ls, groups)
+                                                       for ls, groups in by_target.items())))
+                handled[0] += batch.count
+
+            consumer = AsyncConsumer(client, _config(sproject, src, "g-pack"), handler=handle)
+            await consumer.start()
+            try:
+                await _until(lambda: handled[0] >= 60, 20, "the consumer to dispatch every group")
+            finally:
+                await consumer.stop()
+            assert sum(requests) < 60 / 2, f"{sum(requests)} PutLogs for 60 groups: nothing was packed"
+            for topic, ls in targets.items():
+                got = []
+                cursor = await client.get_cursor(sproject, ls, 0, "begin")
+                while True:
+                    res = await client.pull_logs(sproject, ls, 0, cursor)
+                    if res.count == 0:
+                        break
+                    got += [(d["__topic__"], d["__tag__:host"], d["__source__"], d["id"]) for d in res.logs()]
+                    cursor = res.next_cursor
+                want = [(t, tag, "10.0.0.9", i) for t, tag, i in sent if t == topic]
+                assert got == want, topic
+
+    _run(main())
+
+
 def test_bounded_consumption_stops_at_end_time(aclient_args: tuple[str, str, str], sproject: str) -> None:
     """``ConsumerConfig(end=<time>)``: run() returns by itself once every shard reached the end position,
     having consumed exactly the logs received before it; the checkpoints sit at the end position."""

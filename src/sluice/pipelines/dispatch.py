@@ -20,6 +20,7 @@ from ..client import AsyncClient
 from ..consumer import Processor, ShardContext
 from ..wire.batch import Batch, LazyLogGroup
 from ..wire.loggroup import LogGroup
+from ..wire.pack import Buffer
 from .clients import ClientPool
 from .config import Dispatch, Match, Source, Target
 
@@ -80,19 +81,19 @@ class Router:
         self.routes = [(_CompiledMatch(r.match), resolve_target(r.to, source)) for r in spec.routes]
         self.default = None if spec.default == "drop" else resolve_target(spec.default, source)  # type: ignore[arg-type]
 
-    def route(self, group: LazyLogGroup) -> dict[TargetKey, list[bytes]]:
+    def route(self, group: LazyLogGroup) -> dict[TargetKey, list[Buffer]]:
         """Serialized LogGroups to write, per target, for one received group."""
         for i, (match, target) in enumerate(self.routes):
             if match.fields:
                 return self._route_logs(group, i)
             if match.group_matches(group):
-                return {target: [group.SerializeToString()]}
-        return {self.default: [group.SerializeToString()]} if self.default else {}
+                return {target: [group.payload]}
+        return {self.default: [group.payload]} if self.default else {}
 
-    def _route_logs(self, group: LazyLogGroup, first: int) -> dict[TargetKey, list[bytes]]:
+    def _route_logs(self, group: LazyLogGroup, first: int) -> dict[TargetKey, list[Buffer]]:
         candidates = [(m, t) for m, t in self.routes[first:] if m.group_matches(group)]
         if not candidates:
-            return {self.default: [group.SerializeToString()]} if self.default else {}
+            return {self.default: [group.payload]} if self.default else {}
         per_target: dict[TargetKey, Any] = {}
         for entry in group.Logs:
             fields = {c.Key: c.Value for c in entry.Contents}
@@ -109,7 +110,7 @@ class Router:
             out.Logs.append(entry)
         if len(per_target) == 1 and next(iter(per_target.values())).Logs and \
                 len(next(iter(per_target.values())).Logs) == len(group.Logs):
-            return {next(iter(per_target)): [group.SerializeToString()]}  # all logs went one way: forward as is
+            return {next(iter(per_target)): [group.payload]}  # all logs went one way: forward as is
         return {t: [g.SerializeToString()] for t, g in per_target.items()}
 
 
@@ -122,7 +123,7 @@ class DispatchProcessor(Processor):
         self.counters = counters
 
     async def process(self, batch: Batch, ctx: ShardContext) -> str | None:
-        plan: dict[TargetKey, list[bytes]] = {}
+        plan: dict[TargetKey, list[Buffer]] = {}
         for group in batch:
             for target, groups in self.router.route(group).items():
                 plan.setdefault(target, []).extend(groups)
@@ -132,9 +133,9 @@ class DispatchProcessor(Processor):
         ctx.checkpoint()
         return None
 
-    async def _write(self, target: TargetKey, groups: list[bytes]) -> None:
+    async def _write(self, target: TargetKey, groups: list[Buffer]) -> None:
         client: AsyncClient = self.clients.get(target.endpoint, target.access_key_id, target.access_key_secret,
                                                ca_bundle=target.ca_bundle, tls_verify=target.tls_verify)
-        for g in groups:  # in order, per target
-            await client.put_log_group(target.project, target.logstore, g)
+        # in order, per target; consecutive groups with the same header share a request (wire/pack.py)
+        await client.put_log_groups(target.project, target.logstore, groups)
         self.counters["groups_out"] = self.counters.get("groups_out", 0) + len(groups)

@@ -14,6 +14,10 @@
  * Log{1: Time uint32, 2: Contents, 4: Time_ns fixed32}, Content{1: Key, 2: Value}, LogTag{1: Key, 2: Value}.
  * Unknown fields are skipped; malformed input (truncated, bad varint, bad wire type) raises ValueError,
  * never reads past the buffer. Missing required fields take their defaults (0, "").
+ *
+ * logs_span(buf) serves a second job, packing: consecutive groups whose bytes outside their Logs are equal
+ * (same topic, source, tags, anything else) can be sent as ONE LogGroup, their Logs fields concatenated,
+ * which spares a request per group (wire/pack.py). It finds where the Logs fields lie without decoding them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,6 +25,21 @@
 #include <string.h>
 
 #define KEY_CACHE 128
+
+/* The scans below hop from field header to field header: each hop is a load that depends on the previous
+ * one, so on a group not yet in cache every hop waited for memory (a cold 230 kB group scanned at ~1/3 of
+ * the speed of a memcpy). Asking for the lines ahead of the cursor lets those loads overlap. */
+#define PREFETCH_DISTANCE 2048
+#if defined(__GNUC__) || defined(__clang__)
+/* requests every cache line up to PREFETCH_DISTANCE bytes ahead of the cursor, each once (*pf: how far) */
+#define PREFETCH_AHEAD(c, pf)                                                         \
+    do {                                                                              \
+        const uint8_t *lim_ = (c).end - (c).p > PREFETCH_DISTANCE ? (c).p + PREFETCH_DISTANCE : (c).end; \
+        for (; (pf) < lim_; (pf) += 64) __builtin_prefetch(pf);                       \
+    } while (0)
+#else
+#define PREFETCH_AHEAD(c, pf) ((void)0)
+#endif
 
 typedef struct {
     const uint8_t *p;
@@ -254,10 +273,12 @@ static PyObject *group_logs(PyObject *self, PyObject *arg) {
     time_key = PyUnicode_InternFromString("__time__");
     out = PyList_New(0);
     if (time_key == NULL || out == NULL) goto fail;
+    const uint8_t *pf = g.p;
     while (g.p < g.end) {
         uint32_t f;
         int wt;
         Cur sub;
+        PREFETCH_AHEAD(g, pf);
         if (read_key(&g, &f, &wt) < 0) goto fail;
         if (f == 1 && wt == 2) {
             if (read_len(&g, &sub) < 0) goto fail;
@@ -281,7 +302,49 @@ done:
     return out;
 }
 
+/* logs_span(buf) -> (start, end, n_logs): the byte range holding every Logs field (field 1, length-delimited)
+ * of one LogGroup, when they form one contiguous run ((0, 0, 0) with no logs); None when they do not, or when
+ * field 1 appears with another wire type (such a group is never packed). */
+static PyObject *logs_span(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const uint8_t *base = (const uint8_t *)view.buf;
+    Cur g = {base, base + view.len};
+    Py_ssize_t start = -1, end = -1, n = 0;
+    int after_run = 0, contiguous = 1;
+    const uint8_t *pf = base;
+    while (g.p < g.end) {
+        const uint8_t *at = g.p;
+        uint32_t f;
+        int wt;
+        Cur sub;
+        PREFETCH_AHEAD(g, pf);
+        if (read_key(&g, &f, &wt) < 0) goto fail;
+        if (f == 1 && wt == 2) {
+            if (read_len(&g, &sub) < 0) goto fail;
+            if (start < 0) start = at - base;
+            else if (after_run) contiguous = 0;
+            end = g.p - base;
+            n++;
+        } else {
+            if (f == 1) contiguous = 0;
+            if (start >= 0) after_run = 1;
+            if (skip(&g, wt) < 0) goto fail;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (!contiguous) Py_RETURN_NONE;
+    if (start < 0) start = end = 0;
+    return Py_BuildValue("(nnn)", start, end, n);
+fail:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"logs_span", logs_span, METH_O,
+     "logs_span(buf) -> (start, end, n_logs) | None: where the Logs fields of one serialized LogGroup lie, "
+     "if contiguous; ValueError on malformed input."},
     {"group_logs", group_logs, METH_O,
      "group_logs(buf) -> list[dict]: every log of one serialized LogGroup as a dict (fields, __time__, "
      "__topic__, __source__, __tag__:k); ValueError on malformed input."},

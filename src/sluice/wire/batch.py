@@ -122,6 +122,11 @@ class LazyLogGroup:
     def SerializeToString(self) -> bytes:  # noqa: N802 - what put_log_raw calls
         return self._full.SerializeToString() if self._is_parsed() else bytes(self.raw)
 
+    @property
+    def payload(self) -> bytes | memoryview:
+        """What to forward: the received bytes (no copy), or the re-encoding once the group was parsed."""
+        return self._full.SerializeToString() if self._is_parsed() else self.raw
+
     # --- the native names ---
     @property
     def topic(self) -> str:

@@ -488,17 +488,16 @@ def _row_for(test: str, consumer: str, res: dict[str, Any], raw_mb: float, hub_c
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from _harness import percentile, report
+    from _harness import report
     from hub import make_group
 
     from sluice.client import AsyncClient
-    from sluice.consumer.config import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LONG_POLL
     from sluice.testing import HubProcess
 
     quick = args.quick
     total_bytes = int((args.mb if args.mb else (10 if quick else 200)) * MB)
     rows: list[dict[str, Any]] = []
-    extra: dict[str, Any] = {"quick": quick, "group_logs": args.group_logs}
+    extra: dict[str, Any] = {"quick": quick, "group_logs": args.group_logs, "only": args.only}
     with tempfile.TemporaryDirectory(prefix="sluice-bench-consumer-") as tmp_name:
         tmp = Path(tmp_name)
         hub = HubProcess(tmp / "data", extra_args=["--metrics-token", METRICS_TOKEN])
@@ -509,13 +508,15 @@ async def main_async(args: argparse.Namespace) -> None:
             runner = Runner(args, hub, tmp)
             await client.create_project(PROJECT)
             await client.create_logstore(PROJECT, SOURCE, ttl=1, shard_count=SHARDS)
-            t = time.perf_counter()
-            groups = [make_group(args.group_logs, seed=7 + i) for i in range(6)]
-            n_groups, n_logs, n_bytes = await write_source(client, groups, total_bytes)
+            n_groups = n_logs = n_bytes = 0
+            if "a" in args.only or "b" in args.only:
+                t = time.perf_counter()
+                groups = [make_group(args.group_logs, seed=7 + i) for i in range(6)]
+                n_groups, n_logs, n_bytes = await write_source(client, groups, total_bytes)
+                print(f"source: {n_groups} groups, {n_logs} logs, {n_bytes / MB:.1f} MB raw over {SHARDS} shards "
+                      f"({n_bytes / n_groups / 1000:.0f} kB/group), written in {time.perf_counter() - t:.1f} s")
+                extra.update(source_groups=n_groups, source_logs=n_logs, source_raw_bytes=n_bytes)
             raw_mb = n_bytes / MB
-            print(f"source: {n_groups} groups, {n_logs} logs, {raw_mb:.1f} MB raw over {SHARDS} shards "
-                  f"({n_bytes / n_groups / 1000:.0f} kB/group), written in {time.perf_counter() - t:.1f} s")
-            extra.update(source_groups=n_groups, source_logs=n_logs, source_raw_bytes=n_bytes)
 
             sdk_runs: list[tuple[str, float | None]] = [("sdk (fetch 0.1 s)", 0.1)]
             if not quick and not args.skip_sdk_default:
@@ -523,7 +524,7 @@ async def main_async(args: argparse.Namespace) -> None:
             variants: list[tuple[str, dict[str, Any]]] = [
                 (name, {"kind": "seed", "impl": "sdk", "fetch_interval": fi}) for name, fi in sdk_runs]
             variants += [("sluice compat (seed code)", {"kind": "seed", "impl": "sluice"})]
-            for handler in ("dispatch", "dicts"):
+            for handler in [h for h, t in (("dispatch", "a"), ("dicts", "b")) if t in args.only]:
                 test = "(a) dispatch" if handler == "dispatch" else "(b) dicts"
                 natives: list[tuple[str, dict[str, Any]]] = [("sluice native", {"kind": "native"})]
                 if handler == "dicts":
@@ -572,103 +573,131 @@ async def main_async(args: argparse.Namespace) -> None:
                         r["target"] = ">= 2x less CPU/MB"
                         r["met"] = "yes" if (x >= 2 and r["ok"] == "yes") else "NO"
 
-            # (c) put -> handler latency
-            lat_ls = "latency"
-            await client.create_logstore(PROJECT, lat_ls, ttl=1, shard_count=2)
-            rate, seconds, per_put = args.latency_rate, (3.0 if quick else args.latency_seconds), 10
-            n_puts = int(rate * seconds)
-            put_lat: list[float] = []
-
-            async def produce(tag: str) -> None:
-                if tag != "READY":
-                    return
-                start = time.perf_counter()
-                for i in range(n_puts):
-                    delay = start + i / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    ts = time.time()
-                    await client.put_logs(PROJECT, lat_ls, [{"ts": repr(ts), "seq": str(i * per_put + j)}
-                                                            for j in range(per_put)])
-                    put_lat.append((time.time() - ts) * 1000)
-
-            h0 = runner.hub_cpu()
-            res = await runner.child({"kind": "latency", "name": "latency", "logstore": lat_ls, "group": "lat",
-                                      "shards": 2, "expected": n_puts * per_put, "timeout": seconds + 30},
-                                     on_line=produce)
-            lat = res["latencies_ms"]
-            p99 = percentile(lat, 99)
-            rows.append({"test": "(c) put->handler latency", "consumer": "sluice native (long-poll)",
-                         "ok": "yes" if res["ok"] else "NO", "logs": len(lat),
-                         "rate": f"{rate:g} puts/s x {per_put} logs, {seconds:g} s",
-                         "p50_ms": percentile(lat, 50), "p99_ms": p99, "max_ms": max(lat) if lat else None,
-                         "put_p50_ms": percentile(put_lat, 50), "hub_cpu_s": runner.hub_cpu() - h0,
-                         "target": "p99 < 300 ms", "met": "yes" if res["ok"] and p99 < 300 else "NO"})
-            print(f"  (c) latency p50 {percentile(lat, 50):.1f} ms p99 {p99:.1f} ms max {max(lat):.1f} ms "
-                  f"over {len(lat)} logs", flush=True)
-
-            # (d) idle on many logstores: one process, one loop; one shared AsyncClient (what a user writes
-            # first), and in the full run also one client per consumer (each its own connection pool)
-            n_idle = args.idle_logstores if not quick else min(args.idle_logstores, 20)
-            idle_lss = [f"idle{i:03d}" for i in range(n_idle)]
-            for ls in idle_lss:
-                await client.create_logstore(PROJECT, ls, ttl=1, shard_count=2)
-            settle, idle_s = (2.0, 3.0) if quick else (args.idle_settle, args.idle_seconds)
-            for shared in ((True,) if quick else (True, False)):
-                if not shared:  # the previous child's long-polls end at the hub up to one long-poll later
-                    await asyncio.sleep(DEFAULT_LONG_POLL + 1)
-                window: list[tuple[float, dict[str, float]]] = []
-
-                async def mark(tag: str) -> None:
-                    if tag in ("MEASURING", "MEASURED"):
-                        window.append((runner.hub_cpu(), await asyncio.to_thread(hub_requests, hub)))
-
-                res = await runner.child({"kind": "idle", "name": "idle", "logstores": idle_lss, "shards": 2,
-                                          "settle": settle, "seconds": idle_s, "shared_client": shared,
-                                          "group": f"idle{'s' if shared else 'o'}"}, on_line=mark)
-                core = 100 * res["cpu_s"] / res["seconds"]
-                hb_rate = pulls_rate = hub_core = ms_per_req = None
-                if len(window) == 2:
-                    (c0, r0), (c1, r1) = window
-                    delta = {api: r1.get(api, 0.0) - r0.get(api, 0.0) for api in r1 if api != "Unknown"}
-                    hub_core = 100 * (c1 - c0) / res["seconds"]
-                    hb_rate = delta.get("Heartbeat", 0.0) / res["seconds"]
-                    pulls_rate = delta.get("PullLogs", 0.0) / res["seconds"]
-                    if sum(delta.values()):
-                        ms_per_req = 1000 * res["cpu_s"] / sum(delta.values())
-                hb_want = n_idle / DEFAULT_HEARTBEAT_INTERVAL
-                hb_ok = hb_rate is not None and hb_rate >= 0.8 * hb_want
-                ok = res["ok"] and hb_ok
-                rows.append({"test": "(d) idle",
-                             "consumer": f"sluice native, {n_idle} logstores x 2 shards, "
-                                         + ("one shared AsyncClient" if shared else "an AsyncClient per consumer"),
-                             "ok": "yes" if ok else "NO",
-                             "check": f"{res['held_min']}/{res['want']} shards held (min), heartbeats "
-                                      f"{hb_rate or 0:.0f}/s of {hb_want:.0f}/s due, {pulls_rate or 0:.0f} pulls/s",
-                             "startup_s": res["startup_s"], "seconds": res["seconds"], "pct_core": core,
-                             "RSS_MB": res["rss"] / MB, "peak_RSS_MB": res["peak_rss"] / MB,
-                             "client_cpu_ms_per_request": ms_per_req, "hub_pct_core": hub_core,
-                             "target": "< 3% core, < 200 MB RSS",
-                             "met": "yes" if ok and core < 3 and res["rss"] < 200 * MB else "NO"})
-                print(f"  (d) idle {n_idle}x2 {'shared client' if shared else 'client each'}: {core:.2f}% of a core, "
-                      f"RSS {res['rss'] / MB:.0f} MB, {rows[-1]['check']}", flush=True)
+            if "c" in args.only:
+                await _latency(args, client, runner, rows)
+            if "d" in args.only:
+                await _idle(args, client, runner, hub, rows)
         finally:
             await client.aclose()
             hub.close()
 
     print()
+    report("consumer", rows, summary=_summary(rows, raw_mb, quick), extra=extra)
+
+
+async def _latency(args: argparse.Namespace, client: Any, runner: "Runner", rows: list[dict[str, Any]]) -> None:
+    """(c): a steady producer here, one native consumer in a child; latency = handler time - put time."""
+    from _harness import percentile
+
+    quick = args.quick
+    lat_ls = "latency"
+    await client.create_logstore(PROJECT, lat_ls, ttl=1, shard_count=2)
+    rate, seconds, per_put = args.latency_rate, (3.0 if quick else args.latency_seconds), 10
+    n_puts = int(rate * seconds)
+    put_lat: list[float] = []
+
+    async def produce(tag: str) -> None:
+        if tag != "READY":
+            return
+        start = time.perf_counter()
+        for i in range(n_puts):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ts = time.time()
+            await client.put_logs(PROJECT, lat_ls, [{"ts": repr(ts), "seq": str(i * per_put + j)}
+                                                    for j in range(per_put)])
+            put_lat.append((time.time() - ts) * 1000)
+
+    h0 = runner.hub_cpu()
+    res = await runner.child({"kind": "latency", "name": "latency", "logstore": lat_ls, "group": "lat",
+                              "shards": 2, "expected": n_puts * per_put, "timeout": seconds + 30},
+                             on_line=produce)
+    lat = res["latencies_ms"]
+    p99 = percentile(lat, 99)
+    rows.append({"test": "(c) put->handler latency", "consumer": "sluice native (long-poll)",
+                 "ok": "yes" if res["ok"] else "NO", "logs": len(lat),
+                 "rate": f"{rate:g} puts/s x {per_put} logs, {seconds:g} s",
+                 "p50_ms": percentile(lat, 50), "p99_ms": p99, "max_ms": max(lat) if lat else None,
+                 "put_p50_ms": percentile(put_lat, 50), "hub_cpu_s": runner.hub_cpu() - h0,
+                 "target": "p99 < 300 ms", "met": "yes" if res["ok"] and p99 < 300 else "NO"})
+    print(f"  (c) latency p50 {percentile(lat, 50):.1f} ms p99 {p99:.1f} ms max {max(lat):.1f} ms "
+          f"over {len(lat)} logs", flush=True)
+
+
+
+async def _idle(args: argparse.Namespace, client: Any, runner: "Runner", hub: Any, rows: list[dict[str, Any]]) -> None:
+    """(d): one child process following many idle logstores; its CPU, RSS and the requests the hub saw."""
+    from sluice.consumer.config import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LONG_POLL
+
+    quick = args.quick
+    # (d) idle on many logstores: one process, one loop; one shared AsyncClient (what a user writes
+    # first), and in the full run also one client per consumer (each its own connection pool)
+    n_idle = args.idle_logstores if not quick else min(args.idle_logstores, 20)
+    idle_lss = [f"idle{i:03d}" for i in range(n_idle)]
+    for ls in idle_lss:
+        await client.create_logstore(PROJECT, ls, ttl=1, shard_count=2)
+    settle, idle_s = (2.0, 3.0) if quick else (args.idle_settle, args.idle_seconds)
+    for shared in ((True,) if quick else (True, False)):
+        if not shared:  # the previous child's long-polls end at the hub up to one long-poll later
+            await asyncio.sleep(DEFAULT_LONG_POLL + 1)
+        window: list[tuple[float, dict[str, float]]] = []
+
+        async def mark(tag: str) -> None:
+            if tag in ("MEASURING", "MEASURED"):
+                window.append((runner.hub_cpu(), await asyncio.to_thread(hub_requests, hub)))
+
+        res = await runner.child({"kind": "idle", "name": "idle", "logstores": idle_lss, "shards": 2,
+                                  "settle": settle, "seconds": idle_s, "shared_client": shared,
+                                  "group": f"idle{'s' if shared else 'o'}"}, on_line=mark)
+        core = 100 * res["cpu_s"] / res["seconds"]
+        hb_rate = pulls_rate = hub_core = ms_per_req = None
+        if len(window) == 2:
+            (c0, r0), (c1, r1) = window
+            delta = {api: r1.get(api, 0.0) - r0.get(api, 0.0) for api in r1 if api != "Unknown"}
+            hub_core = 100 * (c1 - c0) / res["seconds"]
+            hb_rate = delta.get("Heartbeat", 0.0) / res["seconds"]
+            pulls_rate = delta.get("PullLogs", 0.0) / res["seconds"]
+            if sum(delta.values()):
+                ms_per_req = 1000 * res["cpu_s"] / sum(delta.values())
+        hb_want = n_idle / DEFAULT_HEARTBEAT_INTERVAL
+        hb_ok = hb_rate is not None and hb_rate >= 0.8 * hb_want
+        ok = res["ok"] and hb_ok
+        rows.append({"test": "(d) idle",
+                     "consumer": f"sluice native, {n_idle} logstores x 2 shards, "
+                                 + ("one shared AsyncClient" if shared else "an AsyncClient per consumer"),
+                     "ok": "yes" if ok else "NO",
+                     "check": f"{res['held_min']}/{res['want']} shards held (min), heartbeats "
+                              f"{hb_rate or 0:.0f}/s of {hb_want:.0f}/s due, {pulls_rate or 0:.0f} pulls/s",
+                     "startup_s": res["startup_s"], "seconds": res["seconds"], "pct_core": core,
+                     "RSS_MB": res["rss"] / MB, "peak_RSS_MB": res["peak_rss"] / MB,
+                     "client_cpu_ms_per_request": ms_per_req, "hub_pct_core": hub_core,
+                     "target": "< 3% core, < 200 MB RSS",
+                     "met": "yes" if ok and core < 3 and res["rss"] < 200 * MB else "NO"})
+        print(f"  (d) idle {n_idle}x2 {'shared client' if shared else 'client each'}: {core:.2f}% of a core, "
+              f"RSS {res['rss'] / MB:.0f} MB, {rows[-1]['check']}", flush=True)
+
+
+def _summary(rows: list[dict[str, Any]], raw_mb: float, quick: bool) -> str:
+    """One line of the figures that were run (``--only`` may skip some)."""
     by = {(r["test"], r["consumer"]): r for r in rows}
+    parts = [f"{raw_mb:.0f} MB"]
     nat_a = by.get(("(a) dispatch", "sluice native"))
     com_a = by.get(("(a) dispatch", "sluice compat (seed code)"))
-    lat_row = next(r for r in rows if r["test"].startswith("(c)"))
-    idle_row = next(r for r in rows if r["test"].startswith("(d)"))
+    if nat_a and com_a:
+        parts.append(f"dispatch native {nat_a['MB_per_cpu_s']:.0f} MB/CPU-s ({nat_a['x_less_cpu_than_sdk']:.1f}x less "
+                     f"CPU than SDK), compat {com_a['x_less_cpu_than_sdk']:.1f}x")
     nat_b = by.get(("(b) dicts", "sluice native (batch.logs())"))
-    summary = (f"{raw_mb:.0f} MB: dispatch native {nat_a['MB_per_cpu_s']:.0f} MB/CPU-s "
-               f"({nat_a['x_less_cpu_than_sdk']:.1f}x less CPU than SDK), compat {com_a['x_less_cpu_than_sdk']:.1f}x; "
-               f"dicts native {nat_b['x_less_cpu_than_sdk']:.1f}x; latency p99 {lat_row['p99_ms']:.0f} ms; "
-               f"idle {idle_row['consumer'].split(',')[1].strip()} {idle_row['pct_core']:.1f}% core "
-               f"{idle_row['RSS_MB']:.0f} MB ({idle_row['check'].split(', ')[1]})" + (" [quick]" if quick else ""))
-    report("consumer", rows, summary=summary, extra=extra)
+    if nat_b:
+        parts.append(f"dicts native {nat_b['x_less_cpu_than_sdk']:.1f}x")
+    lat_row = next((r for r in rows if r["test"].startswith("(c)")), None)
+    if lat_row:
+        parts.append(f"latency p99 {lat_row['p99_ms']:.0f} ms")
+    idle_row = next((r for r in rows if r["test"].startswith("(d)")), None)
+    if idle_row:
+        parts.append(f"idle {idle_row['consumer'].split(',')[1].strip()} {idle_row['pct_core']:.1f}% core "
+                     f"{idle_row['RSS_MB']:.0f} MB ({idle_row['check'].split(', ')[1]})")
+    return "; ".join(parts) + (" [quick]" if quick else "")
 
 
 def main() -> None:
@@ -683,6 +712,7 @@ def main() -> None:
     p.add_argument("--idle-settle", type=float, default=10.0, help="(d) seconds after all shards are held")
     p.add_argument("--idle-seconds", type=float, default=25.0,
                    help="(d) measuring window; one long-poll period (25 s), so every shard's poll is counted once")
+    p.add_argument("--only", default="abcd", help="run only these tests, e.g. 'a' or 'cd' (default: abcd)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from .. import __version__
 from ..wire.errors import ConfigError, SLSError, TransportError, for_code
@@ -136,6 +137,7 @@ class Transport:
         self.ssl = ssl
         self.user_agent = user_agent or f"sluice/{__version__}"
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -146,6 +148,12 @@ class Transport:
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                                   skip_auto_headers=("Content-Type", "Accept-Encoding"))
         return self._session
+
+    def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
+        t = self._timeouts.get(total)
+        if t is None:
+            t = self._timeouts[total] = aiohttp.ClientTimeout(total=total)
+        return t
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -192,11 +200,12 @@ class Transport:
         url = ep.base_url(project) + resource + (f"?{query}" if query else "")
         session = self._get_session()
         try:
-            async with session.request(method, url, data=body or None, headers=headers,
-                                       timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
+            # encoded=True: the path and query are quoted above, so aiohttp need not parse and re-quote them
+            async with session.request(method, URL(url, encoded=True), data=body or None, headers=headers,
+                                       timeout=self._client_timeout(timeout or self.timeout)) as resp:
                 data = await resp.read()
                 status = resp.status
-                rheaders = {k.lower(): v for k, v in resp.headers.items()}
+                rheaders = resp.headers  # case-insensitive
         except asyncio.TimeoutError as exc:
             raise TransportError(f"{method} {url}: timed out") from exc
         except aiohttp.ClientConnectorCertificateError as exc:

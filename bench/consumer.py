@@ -14,7 +14,9 @@ Handlers, each run by:
   the interval between PullLogs of a shard: run with its default (2 s) and tuned to 0.1 s (full run), only
   tuned in ``--quick``. Other options are the seeds' (heartbeat 20 s default, 2 pool threads).
 * ``sluice compat``: the same seed code with only the consumer imports switched to ``sluice.consumer``.
-* ``sluice native``: ``AsyncConsumer`` with a handler function.
+* ``sluice native``: ``AsyncConsumer`` with a handler function, on uvloop, after ``tune_allocator()`` (as
+  docs/consumer.md advises for a busy consumer and ``sluice run`` does; the SDK and compat children run
+  with the allocator as it is).
 
 (a) dispatch by topic into three other logstores (seed 004): SDK and compat use ``ConsumerProcessorAdaptor`` and
     the SDK's ``LogClient.put_log_raw`` (the seed's code); native groups a batch's LogGroups by target and
@@ -223,7 +225,9 @@ def _run_seed(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _run_native(spec: dict[str, Any]) -> dict[str, Any]:
     from sluice.client import AsyncClient
-    from sluice.consumer import AsyncConsumer, ConsumerConfig
+    from sluice.consumer import AsyncConsumer, ConsumerConfig, tune_allocator
+
+    tune_allocator()  # as docs/consumer.md advises for a busy consumer process (and sluice run does)
 
     progress = Progress(spec["total_groups"])
     t0, u0 = time.perf_counter(), _usage()

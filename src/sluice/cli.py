@@ -168,6 +168,7 @@ def run(config_file: Path, quiet: bool, metrics_port: int | None) -> None:
 
     from rich.console import Console
 
+    from .consumer import tune_allocator
     from .pipelines.config import load_job
     from .pipelines.runner import run_job
 
@@ -184,6 +185,7 @@ def run(config_file: Path, quiet: bool, metrics_port: int | None) -> None:
                 f"{s.get('groups_in', 0)} groups in ({s['mb_per_s']:.1f} MB/s), {s.get('groups_out', 0)} out, "
                 f"{s.get('alerts', 0)} alert(s)", end="\r", highlight=False)
 
+    tune_allocator()  # large buffers reused, not faulted in again: 8-12% less CPU per MB (consumer/memory.py)
     try:
         uvloop.run(run_job(job, status=status, metrics_port=metrics_port))  # as the hub: less CPU per request
     except ConfigError as exc:

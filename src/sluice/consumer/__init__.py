@@ -10,6 +10,7 @@ from .compat import (
     LogHubConfig,
 )
 from .config import ConsumerConfig
+from .memory import tune_allocator
 from .processor import Processor, ShardContext
 from .worker import AsyncConsumer, ByteBudget
 
@@ -25,4 +26,5 @@ __all__ = [
     "LogHubConfig",
     "Processor",
     "ShardContext",
+    "tune_allocator",
 ]

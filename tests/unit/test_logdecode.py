@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluice.wire import batch as batch_module
 from sluice.wire.batch import FAST_DECODER, LazyLogGroup
 from sluice.wire.errors import WireError
 from sluice.wire.loggroup import LogGroupRaw
@@ -111,3 +112,53 @@ def test_a_memoryview_slice_is_read_in_place() -> None:
 def test_malformed_is_a_wire_error(raw: bytes) -> None:
     with pytest.raises(WireError):
         LazyLogGroup(raw).logs()
+
+
+# --- the header pass (group_header): what LazyLogGroup's topic/source/tags/len read ---
+
+
+def _runtime_header(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as m:
+        m.setattr(batch_module, "_group_header", None)
+        return batch_module.read_header(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(group_st)
+def test_c_header_equals_the_protobuf_runtime(spec: dict[str, Any]) -> None:
+    raw = _build([spec]).LogGroups[0].SerializeToString()
+    fast = batch_module.read_header(raw)
+    with pytest.MonkeyPatch.context() as mp:
+        slow = _runtime_header(raw, mp)
+    assert fast[:5] == slow[:5]
+    assert fast.span is not None and fast.span[2] == fast.n_logs == len(spec["logs"])
+
+
+def test_c_header_non_utf8_and_repeated_fields() -> None:
+    # Topic twice (last wins), a tag whose key is not UTF-8, a MachineUUID, an unknown field
+    raw = (b"\x1a\x01a" + b"\x1a\x02\xff\xfe" + b"\x2a\x03m-1" + b"\x32\x08\x0a\x02\xff\x41\x12\x02BC"
+           + b"\x78\x05")
+    fast = batch_module.read_header(raw)
+    with pytest.MonkeyPatch.context() as mp:
+        slow = _runtime_header(raw, mp)
+    assert fast[:5] == slow[:5] == (b"\xff\xfe", "", "m-1", [(b"\xffA", "BC")], 0)
+    g = LazyLogGroup(raw)
+    assert g.tags == {b"\xffA": "BC"} and len(g) == 0
+
+
+@settings(max_examples=500, deadline=None)
+@given(group_st, st.data())
+def test_c_header_on_mutated_groups_never_crashes(spec: dict[str, Any], data: st.DataObject) -> None:
+    raw = bytearray(_build([spec]).LogGroups[0].SerializeToString())
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not raw:
+            break
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] ^= 1 << data.draw(st.integers(0, 7))
+        if data.draw(st.booleans()):
+            del raw[data.draw(st.integers(0, len(raw))):]
+    try:
+        h = batch_module.read_header(bytes(raw))
+    except WireError:
+        return
+    assert h.n_logs >= 0 and isinstance(h.tags, list)

@@ -302,46 +302,115 @@ done:
     return out;
 }
 
-/* logs_span(buf) -> (start, end, n_logs): the byte range holding every Logs field (field 1, length-delimited)
- * of one LogGroup, when they form one contiguous run ((0, 0, 0) with no logs); None when they do not, or when
- * field 1 appears with another wire type (such a group is never packed). */
-static PyObject *logs_span(PyObject *self, PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    const uint8_t *base = (const uint8_t *)view.buf;
-    Cur g = {base, base + view.len};
-    Py_ssize_t start = -1, end = -1, n = 0;
-    int after_run = 0, contiguous = 1;
+/* One pass over a LogGroup's top-level fields: where its Logs lie and what its header says. */
+typedef struct {
+    Cur topic, source, uuid;
+    Py_ssize_t start, end, n; /* the Logs run; start -1: no logs */
+    int contiguous;
+} Layout;
+
+static int scan_group(const uint8_t *base, Py_ssize_t len, Layout *out, PyObject *tags) {
+    Cur g = {base, base + len};
     const uint8_t *pf = base;
+    int after_run = 0;
+    out->topic.p = out->topic.end = out->source.p = out->source.end = out->uuid.p = out->uuid.end = base;
+    out->start = out->end = -1;
+    out->n = 0;
+    out->contiguous = 1;
     while (g.p < g.end) {
         const uint8_t *at = g.p;
         uint32_t f;
         int wt;
         Cur sub;
         PREFETCH_AHEAD(g, pf);
-        if (read_key(&g, &f, &wt) < 0) goto fail;
+        if (read_key(&g, &f, &wt) < 0) return -1;
         if (f == 1 && wt == 2) {
-            if (read_len(&g, &sub) < 0) goto fail;
-            if (start < 0) start = at - base;
-            else if (after_run) contiguous = 0;
-            end = g.p - base;
-            n++;
-        } else {
-            if (f == 1) contiguous = 0;
-            if (start >= 0) after_run = 1;
-            if (skip(&g, wt) < 0) goto fail;
+            if (read_len(&g, &sub) < 0) return -1;
+            if (out->start < 0) out->start = at - base;
+            else if (after_run) out->contiguous = 0;
+            out->end = g.p - base;
+            out->n++;
+            continue;
+        }
+        if (f == 1) out->contiguous = 0;
+        if (out->start >= 0) after_run = 1;
+        if (wt == 2 && (f == 3 || f == 4 || f == 5 || f == 6)) {
+            if (read_len(&g, &sub) < 0) return -1;
+            if (f == 3) out->topic = sub;
+            else if (f == 4) out->source = sub;
+            else if (f == 5) out->uuid = sub;
+            else if (tags != NULL) {
+                Cur k, v;
+                if (pair(sub, &k, &v) < 0) return -1;
+                PyObject *key = text(k.p, k.end - k.p);
+                PyObject *value = key ? text(v.p, v.end - v.p) : NULL;
+                PyObject *kv = value ? PyTuple_Pack(2, key, value) : NULL;
+                Py_XDECREF(key);
+                Py_XDECREF(value);
+                if (kv == NULL || PyList_Append(tags, kv) < 0) {
+                    Py_XDECREF(kv);
+                    return -1;
+                }
+                Py_DECREF(kv);
+            }
+        } else if (skip(&g, wt) < 0) {
+            return -1;
         }
     }
+    if (out->start < 0) out->start = out->end = 0;
+    return 0;
+}
+
+/* logs_span(buf) -> (start, end, n_logs): the byte range holding every Logs field (field 1, length-delimited)
+ * of one LogGroup, when they form one contiguous run ((0, 0, 0) with no logs); None when they do not, or when
+ * field 1 appears with another wire type (such a group is never packed). */
+static PyObject *logs_span(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    Layout l;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    int r = scan_group((const uint8_t *)view.buf, view.len, &l, NULL);
     PyBuffer_Release(&view);
-    if (!contiguous) Py_RETURN_NONE;
-    if (start < 0) start = end = 0;
-    return Py_BuildValue("(nnn)", start, end, n);
-fail:
+    if (r < 0) return NULL;
+    if (!l.contiguous) Py_RETURN_NONE;
+    return Py_BuildValue("(nnn)", l.start, l.end, l.n);
+}
+
+/* group_header(buf) -> (topic, source, machine_uuid, [(tag key, tag value), ...], n_logs, span): the header
+ * as the protobuf runtime reads it (last value wins, str or bytes as for proto2 strings) and logs_span's
+ * answer, in one pass that decodes no log. */
+static PyObject *group_header(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    Layout l;
+    PyObject *tags = PyList_New(0), *out = NULL;
+    if (tags == NULL) return NULL;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(tags);
+        return NULL;
+    }
+    if (scan_group((const uint8_t *)view.buf, view.len, &l, tags) == 0) {
+        PyObject *topic = text(l.topic.p, l.topic.end - l.topic.p);
+        PyObject *source = topic ? text(l.source.p, l.source.end - l.source.p) : NULL;
+        PyObject *uuid = source ? text(l.uuid.p, l.uuid.end - l.uuid.p) : NULL;
+        PyObject *span = NULL;
+        if (uuid != NULL) {
+            if (l.contiguous) span = Py_BuildValue("(nnn)", l.start, l.end, l.n);
+            else span = Py_NewRef(Py_None);
+        }
+        if (span != NULL) out = Py_BuildValue("(OOOOnO)", topic, source, uuid, tags, l.n, span);
+        Py_XDECREF(topic);
+        Py_XDECREF(source);
+        Py_XDECREF(uuid);
+        Py_XDECREF(span);
+    }
     PyBuffer_Release(&view);
-    return NULL;
+    Py_DECREF(tags);
+    return out;
 }
 
 static PyMethodDef methods[] = {
+    {"group_header", group_header, METH_O,
+     "group_header(buf) -> (topic, source, machine_uuid, tags, n_logs, span): one LogGroup's header and "
+     "logs_span(buf), without decoding a log; ValueError on malformed input."},
     {"logs_span", logs_span, METH_O,
      "logs_span(buf) -> (start, end, n_logs) | None: where the Logs fields of one serialized LogGroup lie, "
      "if contiguous; ValueError on malformed input."},

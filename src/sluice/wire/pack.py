@@ -50,12 +50,20 @@ class PackedBody:
         return self.parts[0] if len(self.parts) == 1 and isinstance(self.parts[0], bytes) else b"".join(self.parts)
 
 
-def _wire_bytes(group: Any) -> Buffer:
-    """A group's serialized bytes: bytes-like as given; a LazyLogGroup's received bytes, or its re-encoding
-    once it was changed through its protobuf attributes (what ``SerializeToString`` sends)."""
-    if isinstance(group, (bytes, bytearray, memoryview)):
-        return group
-    return group.payload
+def _bytes_and_span(group: Any) -> tuple[Buffer, tuple[int, int, int] | None]:
+    """A group's serialized bytes (bytes-like as given; a LazyLogGroup's received bytes, or its re-encoding
+    once it was changed through its protobuf attributes) and where its logs lie, if packable."""
+    if not isinstance(group, (bytes, bytearray, memoryview)):
+        raw = group.payload
+        if raw is group.raw and _logs_span is not None:
+            return raw, group.header.span  # found by the pass that read its header: no second scan
+        group = raw
+    if _logs_span is None:
+        return group, None
+    try:
+        return group, _logs_span(group)
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
 
 
 def pack_groups(groups: Iterable[Any], *, max_logs: int = MAX_PUT_LOGS,
@@ -66,13 +74,7 @@ def pack_groups(groups: Iterable[Any], *, max_logs: int = MAX_PUT_LOGS,
     key: tuple[bytes, bytes] | None = None
     tail: Buffer = b""  # the current body's header bytes after its logs run
     for group in groups:
-        raw = _wire_bytes(group)
-        span = None
-        if _logs_span is not None:
-            try:
-                span = _logs_span(raw)
-            except ValueError as exc:
-                raise WireError(str(exc)) from None
+        raw, span = _bytes_and_span(group)
         if span is None:  # cannot pack (no extension, or logs not in one run): a body of its own
             if current is not None:
                 current.parts.append(tail)

@@ -37,18 +37,22 @@ Handler = Callable[[Batch], Union[Awaitable[Any], Any]]
 class ShardContext:
     """The consumer's state for one held shard, as a processor sees it."""
 
-    def __init__(self, shard: int, flush: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, shard: int, flush: Callable[[], Awaitable[None]],
+                 on_mark: Callable[[], None] | None = None) -> None:
         self.shard = shard
         self.cursor: str = ""  # next cursor of the batch being processed
         self.committed: str = ""  # last checkpoint written to the server
         self.pending: str = ""  # checkpoint marked but not yet written
         self._flush = flush
+        self._on_mark = on_mark  # tells the consumer there is something to write (any thread)
 
     def checkpoint(self, cursor: str | None = None) -> None:
         """Mark ``cursor`` (default: the current batch's next cursor) as the checkpoint (written soon)."""
         value = cursor or self.cursor
         if value:
             self.pending = value
+            if self._on_mark is not None:
+                self._on_mark()
 
     async def flush(self) -> None:
         """Write the marked checkpoint to the server now."""

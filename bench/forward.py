@@ -75,7 +75,6 @@ def _job(tmp: Path, hub: HubProcess, logstore: str, forward: str) -> Path:
 
 def _measure(job: Path, env: dict[str, str], sink: psutil.Process, delivered: Callable[[], int], total: int,
              raw: int) -> dict[str, float]:
-    sink_cpu0 = _cpu(sink)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "sluice", "run", str(job), "--quiet"], env=env)
     ps = psutil.Process(proc.pid)

@@ -58,6 +58,23 @@ def _build(groups: list[dict[str, Any]]) -> Any:
     return lst
 
 
+def mutated_group(spec: dict[str, Any], data: st.DataObject) -> bytes:
+    """A serialized group with 1-4 random bit flips, cuts or insertions: input no decoder may crash on."""
+    raw = bytearray(_build([spec]).LogGroups[0].SerializeToString())
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not raw:
+            break
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip":
+            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut":
+            del raw[pos:]
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=6))
+    return bytes(raw)
+
+
 def _batch(raw: bytes, count: int) -> Batch:
     return Batch(project="p", logstore="ls", shard=3, cursor="MA==", next_cursor="MQ==", count=count, raw=raw,
                  endpoint="http://127.0.0.1:80")

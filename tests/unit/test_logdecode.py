@@ -19,7 +19,7 @@ from sluice.wire import batch as batch_module
 from sluice.wire.batch import FAST_DECODER, LazyLogGroup
 from sluice.wire.errors import WireError
 from sluice.wire.loggroup import LogGroupRaw
-from tests.unit.test_batch import _build, group_st
+from tests.unit.test_batch import _build, group_st, mutated_group
 
 
 def test_the_extension_is_built() -> None:
@@ -81,20 +81,9 @@ def test_random_bytes_never_crash(raw: bytes) -> None:
 @settings(max_examples=500, deadline=None)
 @given(group_st, st.data())
 def test_mutated_groups_never_crash(spec: dict[str, Any], data: st.DataObject) -> None:
-    raw = bytearray(_build([spec]).LogGroups[0].SerializeToString())
-    for _ in range(data.draw(st.integers(1, 4))):
-        if not raw:
-            break
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
-        if op == "flip":
-            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "cut":
-            del raw[pos:]
-        else:
-            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=6))
+    raw = mutated_group(spec, data)
     try:
-        out = LazyLogGroup(bytes(raw)).logs()
+        out = LazyLogGroup(raw).logs()
     except WireError:
         return
     assert isinstance(out, list)
@@ -149,16 +138,9 @@ def test_c_header_non_utf8_and_repeated_fields() -> None:
 @settings(max_examples=500, deadline=None)
 @given(group_st, st.data())
 def test_c_header_on_mutated_groups_never_crashes(spec: dict[str, Any], data: st.DataObject) -> None:
-    raw = bytearray(_build([spec]).LogGroups[0].SerializeToString())
-    for _ in range(data.draw(st.integers(1, 4))):
-        if not raw:
-            break
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        raw[pos] ^= 1 << data.draw(st.integers(0, 7))
-        if data.draw(st.booleans()):
-            del raw[data.draw(st.integers(0, len(raw))):]
+    raw = mutated_group(spec, data)
     try:
-        h = batch_module.read_header(bytes(raw))
+        h = batch_module.read_header(raw)
     except WireError:
         return
     assert h.n_logs >= 0 and isinstance(h.tags, list)

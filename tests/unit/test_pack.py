@@ -20,7 +20,7 @@ from sluice.wire.batch import LazyLogGroup
 from sluice.wire.errors import WireError
 from sluice.wire.loggroup import LogGroup, encode_varint
 from sluice.wire.pack import pack_groups
-from tests.unit.test_batch import _build, group_st
+from tests.unit.test_batch import _build, group_st, mutated_group
 
 logs_span = pack_module._logs_span
 
@@ -124,20 +124,9 @@ def test_without_the_extension_every_group_goes_alone(monkeypatch: pytest.Monkey
 @settings(max_examples=500, deadline=None)
 @given(group_st, st.data())
 def test_logs_span_on_mutated_groups_never_crashes(spec: dict[str, Any], data: st.DataObject) -> None:
-    raw = bytearray(_serialized([spec])[0])
-    for _ in range(data.draw(st.integers(1, 4))):
-        if not raw:
-            break
-        pos = data.draw(st.integers(0, len(raw) - 1))
-        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
-        if op == "flip":
-            raw[pos] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "cut":
-            del raw[pos:]
-        else:
-            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=6))
+    raw = mutated_group(spec, data)
     try:
-        span = logs_span(bytes(raw))
+        span = logs_span(raw)
     except ValueError:
         return
     if span is not None:

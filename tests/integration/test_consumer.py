@@ -749,6 +749,41 @@ def test_native_dispatch_packs_groups_and_keeps_every_log(aclient_args: tuple[st
     _run(main())
 
 
+def test_checkpoint_marked_later_from_another_thread_is_written(aclient_args: tuple[str, str, str],
+                                                                 sproject: str) -> None:
+    """A checkpoint marked outside ``process`` (here from a timer thread, as a handler that acknowledges
+    asynchronously would) is written within ``checkpoint_interval``: the checkpoint routine sleeps while
+    nothing is marked and must be woken from that thread. Nothing else would write it in time: the caught-up
+    write happens when ``process`` returns (before the mark) and again only when the next long-poll (20 s)
+    comes back empty."""
+
+    class LateMarker(Processor):
+        async def process(self, batch: Batch, ctx: ShardContext) -> str | None:
+            cursor = batch.next_cursor
+            threading.Timer(0.3, ctx.checkpoint, args=(cursor,)).start()
+            return None
+
+    async def main() -> None:
+        async with AsyncClient(*aclient_args, timeout=10) as client:
+            ls = _name("late")
+            await client.create_logstore(sproject, ls, shard_count=1)
+            await _put_ids(client, sproject, ls, [f"x{i}" for i in range(10)])
+            end = await client.get_cursor(sproject, ls, 0, "end")
+            consumer = AsyncConsumer(client, _config(sproject, ls, "g-late", checkpoint_interval=0.5, long_poll=20),
+                                     processor=LateMarker)
+            await consumer.start()
+            try:
+                await _until(lambda: 0 in consumer.shards, 10, "the consumer to hold the shard")
+                deadline = time.monotonic() + 4  # mark at +0.3 s, written by +0.8 s; slack for a slow machine
+                while (await _checkpoints(client, sproject, ls, "g-late")).get(0) != end:
+                    assert time.monotonic() < deadline, "the late checkpoint was not written while running"
+                    await asyncio.sleep(0.1)
+            finally:
+                await consumer.stop()
+
+    _run(main())
+
+
 def test_bounded_consumption_stops_at_end_time(aclient_args: tuple[str, str, str], sproject: str) -> None:
     """``ConsumerConfig(end=<time>)``: run() returns by itself once every shard reached the end position,
     having consumed exactly the logs received before it; the checkpoints sit at the end position."""

@@ -228,7 +228,8 @@ class AsyncConsumer:
             on_loop = False
         if on_loop:
             self._dirty.set()
-        else:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is gone: release already wrote what it could
             self._loop.call_soon_threadsafe(self._dirty.set)
 
     async def _checkpoint_routine(self) -> None:

@@ -157,8 +157,8 @@ class AsyncClient:
         return resp.json()  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- data
-    async def put_log_group(self, project: str, logstore: str, group: bytes | memoryview, *, compress_type: str = "lz4",
-                            hash_key: str | None = None) -> None:
+    async def put_log_group(self, project: str, logstore: str, group: bytes | memoryview, *,
+                            compress_type: str = "lz4", hash_key: str | None = None) -> None:
         """Write one serialized LogGroup as is (no re-encoding): what dispatch uses to forward raw bytes."""
         body = compress(group, compress_type) if compress_type else bytes(group)
         headers = {"Content-Type": "application/x-protobuf", "x-log-bodyrawsize": str(len(group))}

@@ -28,18 +28,18 @@ try:
 except ImportError:  # pragma: no cover - exercised where the extension is not built
     _logs_span = None
 
-__all__ = ["PackedBody", "pack_groups", "MAX_PUT_LOGS", "MAX_PUT_BYTES", "CAN_PACK"]
+__all__ = ["Buffer", "PackedBody", "pack_groups", "MAX_PUT_LOGS", "MAX_PUT_BYTES"]
 
 MAX_PUT_LOGS = 4096
 MAX_PUT_BYTES = 3_000_000
-CAN_PACK = _logs_span is not None
 
 Buffer = Union[bytes, bytearray, memoryview]
 
 
 @dataclass
 class PackedBody:
-    """One PutLogs body: ``b"".join(parts)`` is a serialized LogGroup of ``groups`` packed groups."""
+    """One PutLogs body: ``b"".join(parts)`` is a serialized LogGroup of ``groups`` packed groups, ``size``
+    bytes and ``logs`` logs (-1 for a group sent alone unscanned)."""
 
     parts: list[Buffer] = field(default_factory=list)
     size: int = 0

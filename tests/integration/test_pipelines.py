@@ -105,10 +105,9 @@ def hub2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 
 
 @pytest.fixture
-def c1(hub: HubProcess, hub_log_on_failure: None) -> Iterator[Client]:
-    c = Client(hub.url, hub.access_key_id, hub.access_key_secret, timeout=20)
-    yield c
-    c.close()
+def c1(client: Client) -> Client:
+    """The first hub's client (conftest's ``client``), named beside ``c2``."""
+    return client
 
 
 @pytest.fixture

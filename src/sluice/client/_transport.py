@@ -137,7 +137,7 @@ class Transport:
         self.ssl = ssl
         self.user_agent = user_agent or f"sluice/{__version__}"
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._default_timeout = aiohttp.ClientTimeout(total=timeout)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -150,10 +150,8 @@ class Transport:
         return self._session
 
     def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
-        t = self._timeouts.get(total)
-        if t is None:
-            t = self._timeouts[total] = aiohttp.ClientTimeout(total=total)
-        return t
+        """The default timeout's object is built once; others (long-polls, whose waits vary) each time."""
+        return self._default_timeout if total == self.timeout else aiohttp.ClientTimeout(total=total)
 
     async def aclose(self) -> None:
         if self._session is not None:

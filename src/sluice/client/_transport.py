@@ -1,4 +1,4 @@
-"""HTTP transport of the client: one aiohttp session, SLS addressing, signing, retries.
+"""HTTP transport of the client: SLS addressing, signing, retries, over the connection pool of ``_http.py``.
 
 Addressing: SLS routes a request by ``Host: <project>.<endpoint host>``. Against an IP or ``localhost``
 (the hub) we connect to the endpoint itself and only set that Host header, so any port works with no DNS
@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
-import aiohttp
-from yarl import URL
-
 from .. import __version__
 from ..wire.errors import ConfigError, SLSError, TransportError, for_code
 from ..wire.signing import sign_request
+from ._http import CertificateError, ConnectionPool, HTTPError
 
 __all__ = ["Endpoint", "Transport", "Response", "RetryPolicy", "tls_context"]
 
@@ -35,6 +33,7 @@ log = logging.getLogger("sluice.client")
 
 _IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 API_VERSION = "0.6.0"
+_INLINE_BODY = 64 << 10  # bodies up to this size go out in the same write as the head (one syscall)
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,9 @@ def tls_context(ca_bundle: str | None = None, verify: bool = True) -> _ssl.SSLCo
 class Transport:
     """Sends one SLS request (signed, retried) and returns the response or raises ``SLSError``.
 
-    ``ssl`` (an ``SSLContext``, or aiohttp's ``False``) overrides ``ca_bundle``/``tls_verify``."""
+    ``ssl`` (an ``SSLContext``, or False for no certificate check) overrides ``ca_bundle``/``tls_verify``.
+    Connections belong to the event loop of their first request; a client used from another loop later
+    starts a new pool there."""
 
     def __init__(self, endpoint: str, credentials: Credentials, *, timeout: float = 60.0,
                  retry: RetryPolicy | None = None, ssl: Any = None, user_agent: str | None = None,
@@ -129,34 +130,36 @@ class Transport:
         self.credentials = credentials
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        if ssl is None and self.endpoint.scheme == "https":
+        if self.endpoint.scheme == "https":
+            if ssl is False:
+                tls_verify, ssl = False, None
             if not tls_verify:
                 log.warning("TLS certificate verification is off for %s: anyone on the path can read and "
                             "change this traffic", endpoint)
-            ssl = tls_context(ca_bundle, tls_verify)
-        self.ssl = ssl
+            if ssl is None:
+                ssl = tls_context(ca_bundle, tls_verify)
+        else:
+            ssl = None
+        self.ssl: _ssl.SSLContext | None = ssl
         self.user_agent = user_agent or f"sluice/{__version__}"
-        self._session: aiohttp.ClientSession | None = None
-        self._default_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._pool: ConnectionPool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # No pool limit: a consumer holds one long-poll per shard, and heartbeats must never queue behind
-            # them (with a limit of 256, a process on 400 shards starved its heartbeats: bench/consumer.py).
-            connector = aiohttp.TCPConnector(limit=0, ssl=self.ssl if self.ssl is not None else True)
-            # auto_decompress off: SLS signals compression with x-log-compresstype, never Content-Encoding.
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  skip_auto_headers=("Content-Type", "Accept-Encoding"))
-        return self._session
-
-    def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
-        """The default timeout's object is built once; others (long-polls, whose waits vary) each time."""
-        return self._default_timeout if total == self.timeout else aiohttp.ClientTimeout(total=total)
+    def _get_pool(self) -> ConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop:
+            self._pool, self._pool_loop = ConnectionPool(self.ssl), loop
+        return self._pool
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = self._pool_loop = None
+            await asyncio.sleep(0)  # let the transports run their close callbacks
+
+    def _what(self, method: str, target: str) -> str:
+        ep = self.endpoint
+        return f"{method} {ep.scheme}://{ep.host}:{ep.port}{target}"
 
     async def request(self, method: str, resource: str, *, project: str | None = None,
                       params: Sequence[tuple[str, str]] | None = None, headers: Mapping[str, str] | None = None,
@@ -195,24 +198,32 @@ class Transport:
         elif cred.security_token:
             headers["x-acs-security-token"] = cred.security_token
         query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
-        url = ep.base_url(project) + resource + (f"?{query}" if query else "")
-        session = self._get_session()
+        target = quote(resource, safe="/") + (f"?{query}" if query else "")
+        if body or method in ("POST", "PUT"):
+            headers["Content-Length"] = str(len(body))
+        lines = [f"{method} {target} HTTP/1.1\r\n"]
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value:
+                raise ConfigError(f"header {name} holds a line break: {value!r}")
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("\r\n")
+        head = "".join(lines).encode()
+        if len(body) <= _INLINE_BODY:
+            head, body = head + body, b""
+        host = ep.host if (project is None or ep.is_direct) else f"{project}.{ep.host}"
         try:
-            # encoded=True: the path and query are quoted above, so aiohttp need not parse and re-quote them
-            async with session.request(method, URL(url, encoded=True), data=body or None, headers=headers,
-                                       timeout=self._client_timeout(timeout or self.timeout)) as resp:
-                data = await resp.read()
-                status = resp.status
-                rheaders = resp.headers  # case-insensitive
-        except asyncio.TimeoutError as exc:
-            raise TransportError(f"{method} {url}: timed out") from exc
-        except aiohttp.ClientConnectorCertificateError as exc:
+            async with asyncio.timeout(timeout or self.timeout):
+                resp = await self._get_pool().request(host, ep.port, head, body)
+        except TimeoutError as exc:
+            raise TransportError(f"{self._what(method, target)}: timed out") from exc
+        except CertificateError as exc:
             raise ConfigError(
-                f"{method} {url}: the server's TLS certificate could not be verified ({exc.certificate_error}); "
+                f"{self._what(method, target)}: the server's TLS certificate could not be verified ({exc.reason}); "
                 f"give its CA with ca_bundle=PATH (or SSL_CERT_FILE), or tls_verify=False for testing only"
             ) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"{method} {url}: {exc}") from exc
+        except HTTPError as exc:
+            raise TransportError(f"{self._what(method, target)}: {exc}") from exc
+        status, rheaders, data = resp.status, resp.headers, resp.body
         request_id = rheaders.get("x-log-requestid", "")
         if status == 200:
             return Response(status, rheaders, data, request_id)

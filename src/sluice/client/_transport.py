@@ -13,6 +13,7 @@ it raises ``ConfigError`` at once, naming the options, instead of being retried.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -54,7 +55,7 @@ class Endpoint:
         default = 443 if scheme == "https" else 80
         return cls(scheme, host.lower(), int(port) if port else default)
 
-    @property
+    @functools.cached_property
     def is_direct(self) -> bool:
         """Connect to the endpoint itself (an IP or localhost: a hub) rather than ``<project>.<host>``."""
         return bool(_IPV4.match(self.host)) or self.host == "localhost" or self.host.endswith(".localhost")

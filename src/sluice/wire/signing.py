@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections import abc
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
@@ -97,7 +98,9 @@ def _sorted_pairs(params: Params) -> list[tuple[str, str]]:
     """Sorted by key (then value, so repeated keys have one canonical order), as the SDK sorts dict items."""
     if params is None:
         return []
-    items = params.items() if isinstance(params, Mapping) else params
+    if isinstance(params, list):  # the client's own (a typing.Mapping isinstance check costs microseconds)
+        return sorted(params)
+    items = params.items() if isinstance(params, abc.Mapping) else params
     return sorted(items)
 
 

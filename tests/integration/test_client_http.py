@@ -182,6 +182,23 @@ def test_garbage_or_a_cut_response_is_an_error_and_the_connection_is_dropped(ans
     run(main())
 
 
+def test_an_extra_response_puts_the_connection_out_of_use() -> None:
+    """Two answers to one request: the first is the answer, the connection is not trusted again."""
+    async def doubled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await server.read_request(reader):
+            writer.write(OK + OK)
+
+    async def main() -> None:
+        async with Server(doubled) as srv:
+            pool = ConnectionPool()
+            for _ in range(2):
+                assert (await pool.request("127.0.0.1", srv.port, request())).body == b"ok"
+                await asyncio.sleep(0.05)
+            assert srv.connections == 2
+            pool.close()
+    run(main())
+
+
 def test_response_larger_than_the_limit_is_refused() -> None:
     async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
         while await server.read_request(reader):

@@ -133,12 +133,15 @@ class _Connection(asyncio.Protocol):
     # ---------------------------------------------------------------- the exchange
     def _complete(self) -> None:
         waiter, self._waiter = self._waiter, None
+        if waiter is None:  # a second response to one request: the stream is out of step
+            self.close()
+            return
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         response = HTTPResponse(self._parser.get_status_code(), CIMultiDict(self._headers), body)
         self._body = []
         if not self._parser.should_keep_alive() or self._until_eof:
             self.close()
-        if waiter is not None and not waiter.done():
+        if not waiter.done():
             waiter.set_result(response)
 
     def _fail(self, exc: Exception) -> None:

@@ -60,9 +60,9 @@ class Endpoint:
         """Connect to the endpoint itself (an IP or localhost: a hub) rather than ``<project>.<host>``."""
         return bool(_IPV4.match(self.host)) or self.host == "localhost" or self.host.endswith(".localhost")
 
-    def base_url(self, project: str | None) -> str:
-        host = self.host if (project is None or self.is_direct) else f"{project}.{self.host}"
-        return f"{self.scheme}://{host}:{self.port}"
+    def connect_host(self, project: str | None) -> str:
+        """The host to connect to (and, over TLS, to verify): ``<project>.<host>`` on a DNS endpoint."""
+        return self.host if (project is None or self.is_direct) else f"{project}.{self.host}"
 
     def host_header(self, project: str | None) -> str:
         return f"{project}.{self.host}" if project else self.host
@@ -211,10 +211,9 @@ class Transport:
         head = "".join(lines).encode()
         if len(body) <= _INLINE_BODY:
             head, body = head + body, b""
-        host = ep.host if (project is None or ep.is_direct) else f"{project}.{ep.host}"
         try:
             async with asyncio.timeout(timeout or self.timeout):
-                resp = await self._get_pool().request(host, ep.port, head, body)
+                resp = await self._get_pool().request(ep.connect_host(project), ep.port, head, body)
         except TimeoutError as exc:
             raise TransportError(f"{self._what(method, target)}: timed out") from exc
         except CertificateError as exc:

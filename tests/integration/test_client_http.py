@@ -30,6 +30,7 @@ class Server:
         self.connections = 0
         self.requests: list[bytes] = []
         self.closed_by_client = asyncio.Event()
+        self.client_closes = 0
         self._server: asyncio.AbstractServer | None = None
 
     async def __aenter__(self) -> "Server":
@@ -59,6 +60,7 @@ class Server:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
+            self.client_closes += 1
             self.closed_by_client.set()
             return b""
         length = 0
@@ -95,6 +97,23 @@ def test_keep_alive_connection_is_reused_and_concurrent_requests_get_their_own()
             answers = await asyncio.gather(*(pool.request("127.0.0.1", srv.port, request()) for _ in range(4)))
             assert [a.body for a in answers] == [b"ok"] * 4
             assert srv.connections == 4  # no pool limit: none waited for another
+            pool.close()
+    run(main())
+
+
+def test_connections_left_unused_after_a_burst_are_closed() -> None:
+    """A burst opens several connections; steady traffic afterwards reuses only the newest. The others are
+    closed by the client once idle past ``idle_timeout`` (not left open until the server gives up)."""
+    async def main() -> None:
+        async with Server(keep_alive) as srv:
+            pool = ConnectionPool(idle_timeout=0.2)
+            await asyncio.gather(*(pool.request("127.0.0.1", srv.port, request()) for _ in range(5)))
+            assert srv.connections == 5
+            for _ in range(10):
+                await pool.request("127.0.0.1", srv.port, request())
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+            assert srv.connections == 5 and srv.client_closes == 4
             pool.close()
     run(main())
 

@@ -246,8 +246,13 @@ class ConnectionPool:
         finally:
             self._busy.discard(conn)
         if not conn.closed:
-            conn.idle_since = time.monotonic()
-            self._idle.setdefault(key, deque()).append(conn)
+            now = conn.idle_since = time.monotonic()
+            idle = self._idle.setdefault(key, deque())
+            idle.append(conn)
+            # Reuse takes the newest, so unused connections settle at the bottom: close those the server
+            # closed or that idled past the limit, so a burst's connections do not stay open for good.
+            while idle[0].closed or idle[0].idle_since < now - self.idle_timeout:
+                idle.popleft().close()
         return response
 
     def close(self) -> None:

@@ -98,8 +98,7 @@ class AsyncClient:
 
     @property
     def endpoint(self) -> str:
-        ep = self.transport.endpoint
-        return f"{ep.scheme}://{ep.host}:{ep.port}"
+        return self.transport.endpoint.origin
 
     async def aclose(self) -> None:
         await self.transport.aclose()

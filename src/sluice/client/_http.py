@@ -31,6 +31,7 @@ from multidict import CIMultiDict
 __all__ = ["ConnectionPool", "HTTPResponse", "HTTPError", "ConnectionClosed", "CertificateError"]
 
 MAX_RESPONSE_BODY = 512 << 20
+_FRAMING = (b"content-length", b"transfer-encoding")  # without either, a response body ends at the close
 
 
 class HTTPError(Exception):
@@ -71,7 +72,7 @@ class _Connection(asyncio.Protocol):
         self._body_size = 0
         self._started = False  # a byte of the current response has arrived
         self._headers_done = False
-        self._until_eof = False  # the response has neither Content-Length nor chunked framing
+        self._framed = False  # the response has Content-Length or Transfer-Encoding
 
     # ---------------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,7 +96,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._waiter is None or self._waiter.done():
             return
-        if self._headers_done and self._until_eof:  # an HTTP/1.0-style body ends at the close
+        if self._headers_done and not self._framed:  # an HTTP/1.0-style body ends at the close
             self._complete()
         elif not self._started:
             self._fail(ConnectionClosed("the server closed the connection before answering"))
@@ -108,14 +109,15 @@ class _Connection(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._headers_done = False
+        self._framed = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in _FRAMING:
+            self._framed = True
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
-        names = {k.lower() for k, _ in self._headers}
-        self._until_eof = "content-length" not in names and "transfer-encoding" not in names
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -139,7 +141,7 @@ class _Connection(asyncio.Protocol):
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         response = HTTPResponse(self._parser.get_status_code(), CIMultiDict(self._headers), body)
         self._body = []
-        if not self._parser.should_keep_alive() or self._until_eof:
+        if not self._parser.should_keep_alive() or not self._framed:
             self.close()
         if not waiter.done():
             waiter.set_result(response)

@@ -60,6 +60,11 @@ class Endpoint:
         """Connect to the endpoint itself (an IP or localhost: a hub) rather than ``<project>.<host>``."""
         return bool(_IPV4.match(self.host)) or self.host == "localhost" or self.host.endswith(".localhost")
 
+    @property
+    def origin(self) -> str:
+        """``scheme://host:port``, as errors and ``AsyncClient.endpoint`` name the endpoint."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
     def connect_host(self, project: str | None) -> str:
         """The host to connect to (and, over TLS, to verify): ``<project>.<host>`` on a DNS endpoint."""
         return self.host if (project is None or self.is_direct) else f"{project}.{self.host}"
@@ -159,8 +164,7 @@ class Transport:
             await asyncio.sleep(0)  # let the transports run their close callbacks
 
     def _what(self, method: str, target: str) -> str:
-        ep = self.endpoint
-        return f"{method} {ep.scheme}://{ep.host}:{ep.port}{target}"
+        return f"{method} {self.endpoint.origin}{target}"
 
     async def request(self, method: str, resource: str, *, project: str | None = None,
                       params: Sequence[tuple[str, str]] | None = None, headers: Mapping[str, str] | None = None,

@@ -144,7 +144,7 @@ class LazyLogGroup:
         return self._full.Logs
 
     def SerializeToString(self) -> bytes:  # noqa: N802 - what put_log_raw calls
-        return self._full.SerializeToString() if self._is_parsed() else bytes(self.raw)
+        return bytes(self.payload)
 
     @property
     def payload(self) -> bytes | memoryview:

@@ -450,6 +450,9 @@ class Hub:
         return shard, seq
 
     async def _pull_logs(self, project: str, ls: str, shard_id: int, req: _Request) -> web.StreamResponse:
+        if req.params.get("query", "").strip() or req.params.get("processor"):
+            # Never answer an SPL consumer with unfiltered data (#21 evaluates it; until then, SLS's error).
+            raise E.ParameterInvalid("invalid query: SPL on PullLogs is not supported by this hub")
         shard, seq = self._shard_and_cursor(project, ls, shard_id, req.params.get("cursor"))
         count = req.int_param("count", DEFAULT_MAX_PULL_COUNT)
         if count < 0:

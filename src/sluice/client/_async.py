@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 from ..wire.compress import compress, decompress
 from ..wire.errors import WireError
@@ -21,6 +21,7 @@ from ._transport import Credentials, RetryPolicy, Transport
 __all__ = ["AsyncClient", "PullResult"]
 
 _MAX_PULL_RAW = 256 << 20
+LIST_PAGE_SIZE = 500  # SLS's largest page for ListProject and ListLogStores
 # Bodies above this decompress on a thread (lz4/zstd release the GIL) so the loop serves other shards
 # meanwhile. Below it, inline: a hub's 4 MB pull takes ~0.6 ms with lz4, less than the thread hand-off costs
 # in CPU (the submit, two wake-ups and the GIL: ~3% of a dispatcher's CPU at a 1 MB threshold).
@@ -127,9 +128,33 @@ class AsyncClient:
     async def delete_project(self, project: str) -> None:
         await self._json("DELETE", "/", project)
 
-    async def list_projects(self, offset: int = 0, size: int = 500) -> list[str]:
-        data = await self._json("GET", "/", None, params=[("offset", str(offset)), ("size", str(size))])
-        return [p["projectName"] for p in data["projects"]]
+    async def list_projects(self, *, page_size: int = LIST_PAGE_SIZE) -> list[str]:
+        """Every project this key may see, paged to the end (SLS answers at most 500 a page)."""
+        pages = self._pages("/", None, "projects", page_size)
+        return [p["projectName"] async for p in pages]
+
+    async def _pages(self, resource: str, project: str | None, key: str, page_size: int) -> AsyncIterator[Any]:
+        """Items of a paged listing (ListProject, ListLogStores), page after page until the server has no more.
+
+        Advances by the count the server returned, not by the size asked: a server may cap a page below it
+        (SLS: 500). Stops on an empty page or at ``total``; an item seen twice (the listing shifted while we
+        paged) is yielded once."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        offset, seen = 0, set()
+        while True:
+            data = await self._json("GET", resource, project, params=[("offset", str(offset)),
+                                                                      ("size", str(page_size))])
+            items = list(data.get(key) or [])
+            for item in items:
+                ident = item["projectName"] if isinstance(item, dict) else item
+                if ident not in seen:
+                    seen.add(ident)
+                    yield item
+            offset += len(items)
+            total = data.get("total")
+            if not items or (isinstance(total, int) and offset >= total):
+                return
 
     async def create_logstore(self, project: str, logstore: str, *, ttl: int = 30, shard_count: int = 2) -> None:
         await self._json("POST", "/logstores", project,
@@ -141,11 +166,12 @@ class AsyncClient:
     async def delete_logstore(self, project: str, logstore: str) -> None:
         await self._json("DELETE", f"/logstores/{logstore}", project)
 
-    async def list_logstores(self, project: str, offset: int = 0, size: int = 500) -> list[str]:
-        data = await self._json("GET", "/logstores", project, params=[("offset", str(offset)), ("size", str(size))])
-        return list(data["logstores"])
+    async def list_logstores(self, project: str, *, page_size: int = LIST_PAGE_SIZE) -> list[str]:
+        """Every logstore of ``project``, paged to the end (SLS answers at most 500 a page)."""
+        return [str(name) async for name in self._pages("/logstores", project, "logstores", page_size)]
 
     async def list_shards(self, project: str, logstore: str) -> list[dict[str, Any]]:
+        """Every shard of the logstore: ListShards is not paged (one answer holds them all)."""
         return await self._json("GET", f"/logstores/{logstore}/shards", project)  # type: ignore[no-any-return]
 
     async def split_shard(self, project: str, logstore: str, shard: int, key: str) -> list[dict[str, Any]]:
@@ -253,6 +279,7 @@ class AsyncClient:
         await self._json("DELETE", f"/logstores/{logstore}/consumergroups/{group}", project)
 
     async def list_consumer_groups(self, project: str, logstore: str) -> list[dict[str, Any]]:
+        """Every consumer group of the logstore: ListConsumerGroup is not paged (one answer holds them all)."""
         return await self._json("GET", f"/logstores/{logstore}/consumergroups", project)  # type: ignore[no-any-return]
 
     async def heartbeat(self, project: str, logstore: str, group: str, consumer: str, held: Sequence[int], *,

@@ -33,3 +33,60 @@ def test_invalid_spl_is_refused_with_sls_error(sdk, project, logstore) -> None: 
         sdk.pull_logs(project, logstore, 0, cursor, 10, query="* | where status = = '500'")
     assert info.value.get_error_code() == "ParameterInvalid"
     assert "invalid query" in info.value.get_error_message()
+
+
+def _pull_all(sdk, project: str, logstore: str, query: str):  # type: ignore[no-untyped-def]
+    cursor = sdk.get_cursor(project, logstore, 0, "begin").get_cursor()
+    end = sdk.get_cursor(project, logstore, 0, "end").get_cursor()
+    logs, raw_groups, responses = [], 0, []
+    while cursor != end:
+        resp = sdk.pull_logs(project, logstore, 0, cursor, 2, query=query)
+        responses.append(resp)
+        logs.extend(resp.get_flatten_logs_json())
+        raw_groups += resp.get_raw_log_group_count_before_query()
+        cursor = resp.get_next_cursor()
+    return logs, raw_groups, responses
+
+
+def test_where_filters_and_cursor_moves_over_raw_data(sdk, project, logstore) -> None:  # type: ignore[no-untyped-def]
+    rows = [{"status": str(s), "method": m, "n": str(i)}
+            for i, (s, m) in enumerate([(200, "GET"), (500, "POST"), (404, "GET"), (500, "GET"), (503, "POST")])]
+    for r in rows:  # one group per log: 5 raw groups
+        _put(sdk, project, logstore, [r])
+    logs, raw_groups, responses = _pull_all(sdk, project, logstore,
+                                            "* | where cast(status as bigint) >= 500 and method = 'POST'")
+    assert [l["n"] for l in logs] == ["1", "4"]
+    assert raw_groups == 5  # x-log-rawdatacount: groups read before the filter
+    assert all(r.get_raw_size_before_query() > 0 for r in responses)
+    assert sum(r.get_loggroup_count() for r in responses) == 2  # x-log-count: groups after the filter
+
+
+def test_a_batch_filtered_to_nothing_still_advances(sdk, project, logstore) -> None:  # type: ignore[no-untyped-def]
+    _put(sdk, project, logstore, [{"status": "200"}, {"status": "201"}])
+    cursor = sdk.get_cursor(project, logstore, 0, "begin").get_cursor()
+    resp = sdk.pull_logs(project, logstore, 0, cursor, 10, query="* | where status = '500'")
+    assert resp.get_loggroup_count() == 0 and resp.get_log_count() == 0
+    assert resp.get_raw_size() == 0 and resp.get_raw_log_group_count_before_query() == 1
+    assert resp.get_next_cursor() == sdk.get_cursor(project, logstore, 0, "end").get_cursor()
+
+
+def test_commands_rewrite_logs_and_keep_group_fields(sdk, project, logstore) -> None:  # type: ignore[no-untyped-def]
+    _put(sdk, project, logstore, [
+        {"content": '10.0.0.1 GET /a 500', "body": '{"user": "ann", "ms": 12}', "drop": "x"},
+        {"content": '10.0.0.2 PUT /b 200', "body": 'not json', "drop": "y"},
+    ], topic="web")
+    spl = ("* | parse-regexp content, '(\\S+) (\\S+) (\\S+) (\\d+)' as ip, method, path, status"
+           " | parse-json body | extend code = cast(status as bigint) * 2 | project-away drop, content"
+           " | project-rename verb = method")
+    logs, _, _ = _pull_all(sdk, project, logstore, spl)
+    assert len(logs) == 2
+    first, second = logs
+    assert first["__topic__"] == "web"
+    assert (first["ip"], first["verb"], first["path"], first["status"], first["code"]) == ("10.0.0.1", "GET", "/a",
+                                                                                           "500", "1000")
+    assert (first["user"], first["ms"]) == ("ann", "12")
+    assert "drop" not in first and "content" not in first and "method" not in first
+    assert second["verb"] == "PUT" and "user" not in second
+    only, _, _ = _pull_all(sdk, project, logstore, "* | where verb_missing is null | project ip")
+    # ip does not exist before parse-regexp: project keeps only the meta fields; the logs stay
+    assert len(only) == 2 and all(set(log) == {"__time__", "__topic__", "__source__"} for log in only)

@@ -33,6 +33,8 @@ from .console import Console
 from .groups import GroupCoordinator
 from .limits import RequestLimits
 from .metrics import HubMetrics, api_name, is_list_project
+from .query.spl import apply_to_groups as apply_spl
+from .query.spl import compile_spl
 from .store.base import KEY_SPACE, GroupMeta, LogstoreMeta, ShardMeta
 from .store.sqlite import SQLiteStore
 
@@ -450,9 +452,9 @@ class Hub:
         return shard, seq
 
     async def _pull_logs(self, project: str, ls: str, shard_id: int, req: _Request) -> web.StreamResponse:
-        if req.params.get("query", "").strip() or req.params.get("processor"):
-            # Never answer an SPL consumer with unfiltered data (#21 evaluates it; until then, SLS's error).
-            raise E.ParameterInvalid("invalid query: SPL on PullLogs is not supported by this hub")
+        if req.params.get("processor"):  # a named consume processor lives in SLS; never answer unfiltered
+            raise E.ParameterInvalid("invalid query: consume processors are not supported by this hub; pass query=")
+        spl = compile_spl(req.params["query"]) if req.params.get("query", "").strip() else None  # 400 if invalid
         shard, seq = self._shard_and_cursor(project, ls, shard_id, req.params.get("cursor"))
         count = req.int_param("count", DEFAULT_MAX_PULL_COUNT)
         if count < 0:
@@ -466,23 +468,31 @@ class Hub:
         if wait > 0 and count > 0 and max(seq, shard.begin_seq) >= shard.end_seq and (end is None or end > seq):
             await self._wait_for_data(shard, seq, wait)
         loop = asyncio.get_running_loop()
+        spl_raw = [0, 0]
         body, raw_size, groups, nxt = await loop.run_in_executor(
-            self._executor, self._read_and_encode, shard, seq, count, end, encoding)
+            self._executor, self._read_and_encode, shard, seq, count, end, encoding, spl, spl_raw)
         headers = {
             "x-log-cursor": encode_cursor(nxt),
             "x-log-count": str(groups),
             "x-log-bodyrawsize": str(raw_size),
         }
+        if spl is not None:  # what the pull read before the SPL filtered it (the SDK reads both)
+            headers["x-log-rawdatacount"], headers["x-log-rawdatasize"] = str(spl_raw[0]), str(spl_raw[1])
         if encoding and raw_size:
             headers["x-log-compresstype"] = encoding
         return _response(body=body, content_type="application/x-protobuf", headers=headers)
 
     def _read_and_encode(self, shard: ShardMeta, seq: int, count: int, end: int | None,
-                         encoding: str) -> tuple[bytes, int, int, int]:
-        """Runs on a reader thread: fetch the stored (already framed) groups, compress once."""
+                         encoding: str, spl: Any = None, spl_raw: list[int] | None = None) -> tuple[bytes, int, int, int]:
+        """Runs on a reader thread: fetch the stored (already framed) groups, compress once. With an SPL
+        program, the groups are filtered/rewritten first; the cursor still moves over the raw groups."""
         result = self.store.read(shard, seq, count, self.config.max_pull_bytes, end)
         if not result.count:
             return b"", 0, 0, max(seq, min(result.next_seq, shard.end_seq))
+        if spl is not None and spl_raw is not None:
+            spl_raw[:] = [result.count, len(result.body)]
+            body, groups = apply_spl(spl, result.body)
+            return (compress(body, encoding) if body else b""), len(body), groups, result.next_seq
         return compress(result.body, encoding), len(result.body), result.count, result.next_seq
 
     def _wait_seconds(self, req: _Request) -> float:

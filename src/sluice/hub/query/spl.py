@@ -1,0 +1,817 @@
+"""SPL (SLS Processing Language) for rule-based consumption: PullLogs with ``query=`` (#21).
+
+A statement is ``* | cmd | cmd ...``; the hub evaluates it over each pulled batch, so cursors stay over the
+raw data. Supported commands: ``where``, ``extend``, ``project``, ``project-away``, ``project-rename``,
+``parse-regexp``, ``parse-json``, ``parse-csv``. Expressions: comparisons, ``and/or/not``, ``like``,
+``regexp_like`` (RE2: linear time), ``in``, ``between``, ``is [not] null``, ``cast``/``try_cast``,
+arithmetic and a small set of scalar functions (:data:`FUNCTIONS`).
+
+Types follow SPL's loosely: every field is text (varchar) or null when absent; literals are text, numbers
+or booleans. Comparing text with a number compares numerically when the text is a number and is null
+otherwise (SLS would refuse the statement; a consumer would rather drop the row); a failing ``cast`` is null.
+Output values are text again; a null removes the field.
+
+The statement is parsed with a lark LALR grammar (:data:`GRAMMAR`) and compiled once into Python closures
+(cached per statement: a consumer sends the same one with every pull). A statement that does not parse or
+names an unknown function raises ``ParameterInvalid`` with ``invalid query: ...``, as SLS answers.
+No I/O here: the hub's PullLogs handler calls :func:`apply_to_groups` on a reader thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import LarkError, UnexpectedInput, VisitError
+
+from ...wire import errors as E
+from ...wire.loggroup import encode_varint, frame_groups, parse_group, split_groups
+from .patterns import compile_pattern, like_to_regex
+
+try:  # the C decoder (src/sluice/wire/_logdecode.c); the protobuf fallback gives the same dicts
+    from ...wire._logdecode import group_logs as _group_logs
+    from ...wire._logdecode import logs_span as _logs_span
+except ImportError:  # pragma: no cover - where the extension is not built
+    _group_logs = _logs_span = None
+
+__all__ = ["Program", "compile_spl", "apply_to_groups", "MAX_SPL_BYTES", "MAX_SPL_STAGES", "FUNCTIONS"]
+
+MAX_SPL_BYTES = 10 * 1024
+"""Longest SPL statement accepted (SLS's limit for rule-based consumption: 10 KB)."""
+MAX_SPL_STAGES = 16
+"""Most pipeline stages (``|``-separated commands) in one statement, as SLS allows."""
+
+Row = dict[str, Any]
+Expr = Callable[[Row], Any]
+
+GRAMMAR = r"""
+?start: pipeline
+pipeline: source ("|" command)*
+source: "*"                                                -> star
+
+command: "where"i expr                                     -> where
+       | "extend"i assign ("," assign)*                    -> extend
+       | "project-away"i fields                            -> project_away
+       | "project-rename"i rename ("," rename)*            -> project_rename
+       | "project"i fields                                 -> project
+       | "parse-regexp"i option* expr "," STRING ("as"i fields)?  -> parse_regexp
+       | "parse-json"i option* expr                        -> parse_json
+       | "parse-csv"i option* expr "as"i fields            -> parse_csv
+
+option: "-" NAME "=" (STRING | SIGNED_NUMBER | NAME)
+assign: fieldname "=" expr
+rename: fieldname "=" fieldname
+fields: fieldname ("," fieldname)*
+fieldname: NAME | QUOTED
+
+?expr: or_expr
+?or_expr: and_expr | or_expr "or"i and_expr                -> or_
+?and_expr: not_expr | and_expr "and"i not_expr             -> and_
+?not_expr: predicate | "not"i not_expr                     -> not_
+?predicate: sum
+    | sum COMP sum                                         -> compare
+    | sum "=" sum                                          -> compare_eq
+    | sum "like"i sum                                      -> like
+    | sum "not"i "like"i sum                               -> not_like
+    | sum "is"i "null"i                                    -> is_null
+    | sum "is"i "not"i "null"i                             -> is_not_null
+    | sum "in"i "(" expr ("," expr)* ")"                   -> in_
+    | sum "not"i "in"i "(" expr ("," expr)* ")"            -> not_in
+    | sum "between"i sum "and"i sum                        -> between
+?sum: product
+    | sum "+" product                                      -> add
+    | sum "-" product                                      -> sub
+    | sum "||" product                                     -> concat_op
+?product: unary
+    | product "*" unary                                    -> mul
+    | product "/" unary                                    -> div
+    | product "%" unary                                    -> mod
+?unary: atom | "-" unary                                   -> neg
+?atom: STRING                                              -> string
+    | NUMBER                                               -> number
+    | "true"i                                              -> true
+    | "false"i                                             -> false
+    | "null"i                                              -> null
+    | "cast"i "(" expr "as"i TYPE ")"                      -> cast
+    | "try_cast"i "(" expr "as"i TYPE ")"                  -> cast
+    | NAME "(" [expr ("," expr)*] ")"                      -> call
+    | fieldname                                            -> ref
+    | "(" expr ")"
+
+COMP: "==" | "!=" | "<>" | "<=" | ">=" | "<" | ">"
+TYPE.2: /(?i:bigint|integer|int|double|real|varchar|boolean|json)\b/
+NAME: /[A-Za-z_][A-Za-z0-9_.@]*(:[A-Za-z0-9_.@]+)?/
+QUOTED: /"(?:[^"]|"")*"/
+STRING: /'(?:[^']|'')*'/
+NUMBER: /\d+(\.\d*)?([eE][+-]?\d+)?/ | /\.\d+([eE][+-]?\d+)?/
+SIGNED_NUMBER: /[+-]?\d+(\.\d*)?/
+%import common.WS
+%ignore WS
+"""
+
+_PARSER = Lark(GRAMMAR, parser="lalr", maybe_placeholders=False)
+
+META_KEYS = ("__time__", "__topic__", "__source__")
+
+
+# ------------------------------------------------------------------ values
+
+
+def _num(v: Any) -> int | float | None:
+    """A value as a number for arithmetic and numeric comparison; None when it is not one."""
+    if v is None or isinstance(v, bool):
+        return None if v is None else int(v)
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        return f if math.isfinite(f) else None
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v) if not v.is_integer() or abs(v) >= 1e16 else f"{v:.1f}"
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    return str(v)
+
+
+def _truth(v: Any) -> bool | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return v != 0
+    t = _text(v)
+    if t is None:
+        return None
+    low = t.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    return None
+
+
+def _cast(v: Any, type_name: str) -> Any:
+    t = type_name.lower()
+    if v is None:
+        return None
+    if t in ("bigint", "integer", "int"):
+        n = _num(v)
+        if n is None:
+            return None
+        if isinstance(n, float):
+            return int(n) if n == int(n) else None if isinstance(v, str) else int(n)
+        return n
+    if t in ("double", "real"):
+        n = _num(v)
+        return None if n is None else float(n)
+    if t == "boolean":
+        return _truth(v)
+    if t == "json":
+        try:
+            return json.loads(_text(v) or "")
+        except ValueError:
+            return None
+    return _text(v)
+
+
+def _compare(op: str, a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    if isinstance(a, (int, float)) or isinstance(b, (int, float)):
+        x, y = _num(a), _num(b)
+        if x is None or y is None:
+            return None
+        a, b = x, y
+    else:
+        a, b = _text(a), _text(b)
+    if op in ("=", "=="):
+        return a == b
+    if op in ("!=", "<>"):
+        return a != b
+    if op == "<":
+        return a < b
+    if op == "<=":
+        return a <= b
+    if op == ">":
+        return a > b
+    return a >= b
+
+
+def _and(a: Any, b: Any) -> bool | None:
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
+
+
+# ------------------------------------------------------------------ functions
+
+
+def _f_regexp_like(s: Any, p: Any) -> Any:
+    t = _text(s)
+    return None if t is None else compile_pattern(_text(p) or "").search(t) is not None
+
+
+def _f_regexp_extract(s: Any, p: Any, group: Any = 0) -> Any:
+    t = _text(s)
+    if t is None:
+        return None
+    m = compile_pattern(_text(p) or "").search(t)
+    if m is None:
+        return None
+    try:
+        return m.group(int(_num(group) or 0))
+    except (IndexError, ValueError):
+        raise E.ParameterInvalid(f"invalid query: regexp_extract has no group {group}") from None
+
+
+def _f_regexp_replace(s: Any, p: Any, r: Any = "") -> Any:
+    t = _text(s)
+    return None if t is None else compile_pattern(_text(p) or "").sub(_text(r) or "", t)
+
+
+def _f_json_extract(s: Any, path: Any, scalar: bool) -> Any:
+    t = _text(s)
+    if t is None:
+        return None
+    try:
+        v = json.loads(t)
+    except ValueError:
+        return None
+    p = _text(path) or "$"
+    if not p.startswith("$"):
+        return None
+    for part in p[1:].replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("[") and part.endswith("]"):
+            key: Any = part[1:-1].strip("'\"")
+            if isinstance(v, list):
+                try:
+                    key = int(key)
+                except ValueError:
+                    return None
+        else:
+            key = part
+        try:
+            v = v[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if scalar and isinstance(v, (dict, list)):
+        return None
+    if v is None:
+        return None
+    return _text(v) if scalar else json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+
+def _f_substr(s: Any, start: Any, length: Any = None) -> Any:
+    t = _text(s)
+    i = _num(start)
+    if t is None or i is None:
+        return None
+    i = int(i)
+    begin = i - 1 if i > 0 else len(t) + i if i < 0 else 0
+    if length is None:
+        return t[begin:]
+    n = _num(length)
+    return None if n is None else t[begin:begin + max(0, int(n))]
+
+
+def _nullsafe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        if any(a is None for a in args):
+            return None
+        return fn(*args)
+    return call
+
+
+FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
+    # name: (min args, max args, implementation)
+    "regexp_like": (2, 2, _f_regexp_like),
+    "regexp_extract": (2, 3, _f_regexp_extract),
+    "regexp_replace": (2, 3, _f_regexp_replace),
+    "lower": (1, 1, _nullsafe(lambda s: _text(s).lower())),  # type: ignore[union-attr]
+    "upper": (1, 1, _nullsafe(lambda s: _text(s).upper())),  # type: ignore[union-attr]
+    "length": (1, 1, _nullsafe(lambda s: len(_text(s) or ""))),
+    "trim": (1, 1, _nullsafe(lambda s: (_text(s) or "").strip())),
+    "concat": (1, 64, _nullsafe(lambda *a: "".join(_text(x) or "" for x in a))),
+    "coalesce": (1, 64, lambda *a: next((x for x in a if x is not None), None)),
+    "strpos": (2, 2, _nullsafe(lambda s, sub: (_text(s) or "").find(_text(sub) or "") + 1)),
+    "substr": (2, 3, _f_substr),
+    "json_extract_scalar": (2, 2, lambda s, p: _f_json_extract(s, p, True)),
+    "json_extract": (2, 2, lambda s, p: _f_json_extract(s, p, False)),
+    "abs": (1, 1, _nullsafe(lambda x: None if _num(x) is None else abs(_num(x)))),  # type: ignore[arg-type]
+    "round": (1, 1, _nullsafe(lambda x: None if _num(x) is None else round(_num(x)))),  # type: ignore[arg-type]
+    "to_unixtime": (1, 1, _nullsafe(lambda x: _num(x))),
+}
+
+
+# ------------------------------------------------------------------ compiling
+
+
+@dataclass
+class Program:
+    """A compiled statement: ``run(rows)`` maps a list of rows (dicts) to the output rows."""
+
+    text: str
+    stages: list[Callable[[list[Row]], list[Row]]]
+    needles: tuple[bytes, ...] = ()
+    """Byte strings every matching log's group must contain (from the first ``where``): a group without
+    them is skipped undecoded."""
+    rewrites: bool = False
+    """True when a stage changes rows (anything but ``where``): output is re-encoded from the rows."""
+    names: list[str] = field(default_factory=list)
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        for stage in self.stages:
+            if not rows:
+                break
+            rows = stage(rows)
+        return rows
+
+
+def _unquote(tok: str, quote: str) -> str:
+    return tok[1:-1].replace(quote * 2, quote)
+
+
+class _Compiler(Transformer):  # type: ignore[type-arg]
+    """lark tree -> closures. Expressions become ``(fn, const, needle)``: ``const`` marks literals (so a
+    comparison with a literal can be specialised), ``needle`` the text a matching log must contain."""
+
+    # --- leaves
+    def fieldname(self, items: list[Token]) -> str:
+        tok = items[0]
+        return _unquote(tok, '"') if tok.type == "QUOTED" else str(tok)
+
+    def fields(self, items: list[str]) -> list[str]:
+        return list(items)
+
+    def string(self, items: list[Token]) -> tuple[Expr, bool, Any]:
+        value = _unquote(items[0], "'")
+        return (lambda row, v=value: v), True, value
+
+    def number(self, items: list[Token]) -> tuple[Expr, bool, Any]:
+        text = str(items[0])
+        value: int | float = float(text) if any(c in text for c in ".eE") else int(text)
+        return (lambda row, v=value: v), True, value
+
+    def true(self, _: list[Any]) -> tuple[Expr, bool, Any]:
+        return (lambda row: True), True, True
+
+    def false(self, _: list[Any]) -> tuple[Expr, bool, Any]:
+        return (lambda row: False), True, False
+
+    def null(self, _: list[Any]) -> tuple[Expr, bool, Any]:
+        return (lambda row: None), True, None
+
+    def ref(self, items: list[str]) -> tuple[Expr, bool, Any]:
+        name = items[0]
+        getter: Expr = lambda row, k=name: row.get(k)  # noqa: E731
+        return getter, False, ("ref", name)
+
+    # --- operators
+    def compare(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        (fa, ca, va), op, (fb, cb, vb) = items[0], str(items[1]), items[2]
+        needle = None
+        if op in ("=", "==") and isinstance(va, tuple) and cb and isinstance(vb, str) and vb:
+            needle = vb
+        elif op in ("=", "==") and isinstance(vb, tuple) and ca and isinstance(va, str) and va:
+            needle = va
+        if isinstance(va, tuple) and cb and isinstance(vb, str) and op in ("=", "==", "!=", "<>"):
+            name, lit, eq = va[1], vb, op in ("=", "==")
+            if eq:
+                return (lambda row: None if (x := row.get(name)) is None else x == lit), False, ("needle", needle)
+            return (lambda row: None if (x := row.get(name)) is None else x != lit), False, None
+        return (lambda row: _compare(op, fa(row), fb(row))), False, ("needle", needle) if needle else None
+
+    def compare_eq(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self.compare([items[0], Token("COMP", "="), items[1]])
+
+    def like(self, items: list[Any], negate: bool = False) -> tuple[Expr, bool, Any]:
+        (fa, _, va), (fb, cb, vb) = items
+        needle = None
+        if cb and isinstance(vb, str):
+            pat = compile_pattern(like_to_regex(vb))
+            core = max((p for p in vb.replace("_", "%").split("%")), key=len, default="")
+            needle = core or None
+
+            def fn(row: Row) -> Any:
+                t = _text(fa(row))
+                return None if t is None else (pat.search(t) is not None) != negate
+        else:
+            def fn(row: Row) -> Any:
+                t, p = _text(fa(row)), _text(fb(row))
+                if t is None or p is None:
+                    return None
+                return (compile_pattern(like_to_regex(p)).search(t) is not None) != negate
+        return fn, False, ("needle", needle) if needle and not negate else None
+
+    def not_like(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self.like(items, negate=True)
+
+    def is_null(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        f = items[0][0]
+        return (lambda row: f(row) is None), False, None
+
+    def is_not_null(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        f = items[0][0]
+        return (lambda row: f(row) is not None), False, None
+
+    def in_(self, items: list[Any], negate: bool = False) -> tuple[Expr, bool, Any]:
+        f = items[0][0]
+        options = [i[0] for i in items[1:]]
+
+        def fn(row: Row) -> Any:
+            v = f(row)
+            if v is None:
+                return None
+            hit = any(_compare("=", v, o(row)) for o in options)
+            return hit != negate
+        return fn, False, None
+
+    def not_in(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self.in_(items, negate=True)
+
+    def between(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        f, lo, hi = items[0][0], items[1][0], items[2][0]
+        return (lambda row: _and(_compare(">=", v := f(row), lo(row)), _compare("<=", v, hi(row)))), False, None
+
+    def and_(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        (fa, _, na), (fb, _, nb) = items
+        needles = [n for n in (na, nb) if n and n[0] in ("needle", "all")]
+        flat: list[str] = []
+        for n in needles:
+            flat.extend([n[1]] if n[0] == "needle" else n[1])
+        return (lambda row: _and(fa(row), fb(row))), False, ("all", [x for x in flat if x])
+
+    def or_(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        (fa, _, _), (fb, _, _) = items
+
+        def fn(row: Row) -> Any:
+            a = fa(row)
+            if a is True:
+                return True
+            b = fb(row)
+            if b is True:
+                return True
+            return None if a is None or b is None else False
+        return fn, False, None
+
+    def not_(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        f = items[0][0]
+        return (lambda row: None if (v := _truth(f(row))) is None else not v), False, None
+
+    def _arith(self, items: list[Any], op: Callable[[Any, Any], Any]) -> tuple[Expr, bool, Any]:
+        fa, fb = items[0][0], items[1][0]
+
+        def fn(row: Row) -> Any:
+            a, b = _num(fa(row)), _num(fb(row))
+            if a is None or b is None:
+                return None
+            try:
+                return op(a, b)
+            except (ZeroDivisionError, OverflowError):
+                return None
+        return fn, False, None
+
+    def add(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self._arith(items, lambda a, b: a + b)
+
+    def sub(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self._arith(items, lambda a, b: a - b)
+
+    def mul(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self._arith(items, lambda a, b: a * b)
+
+    def div(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self._arith(items, lambda a, b: a // b if isinstance(a, int) and isinstance(b, int) else a / b)
+
+    def mod(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        return self._arith(items, lambda a, b: a % b)
+
+    def neg(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        f = items[0][0]
+        return (lambda row: None if (v := _num(f(row))) is None else -v), False, None
+
+    def concat_op(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        fa, fb = items[0][0], items[1][0]
+        return (lambda row: None if (a := _text(fa(row))) is None or (b := _text(fb(row))) is None
+                else a + b), False, None
+
+    def cast(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        f, type_name = items[0][0], str(items[1])
+        return (lambda row: _cast(f(row), type_name)), False, None
+
+    def call(self, items: list[Any]) -> tuple[Expr, bool, Any]:
+        name = str(items[0]).lower()
+        args = [i for i in items[1:] if i is not None]
+        spec = FUNCTIONS.get(name)
+        if spec is None:
+            raise E.ParameterInvalid(f"invalid query: function {name} is not registered (supported: "
+                                     f"{', '.join(sorted(FUNCTIONS))})")
+        lo, hi, impl = spec
+        if not lo <= len(args) <= hi:
+            raise E.ParameterInvalid(f"invalid query: {name} takes {lo}..{hi} arguments, got {len(args)}")
+        if name in ("regexp_like", "regexp_extract", "regexp_replace") and args[1][1]:
+            compile_pattern(_text(args[1][2]) or "")  # a bad literal pattern is a parse-time error
+        fns = [a[0] for a in args]
+        needle = None
+        if name == "regexp_like" and args[1][1]:
+            needle = None  # a regex literal gives no safe substring cheaply; the group is decoded
+        return (lambda row: impl(*[f(row) for f in fns])), False, needle
+
+    # --- commands: each returns a stage (list[Row] -> list[Row]) plus its needles
+    def option(self, items: list[Token]) -> tuple[str, str]:
+        name, value = str(items[0]).lower(), items[1]
+        text = _unquote(value, "'") if value.type == "STRING" else str(value)
+        return name, text
+
+    def assign(self, items: list[Any]) -> tuple[str, Expr]:
+        return items[0], items[1][0]
+
+    def rename(self, items: list[str]) -> tuple[str, str]:
+        return items[0], items[1]
+
+    def where(self, items: list[Any]) -> tuple[str, Any, list[str]]:
+        f, _, needle = items[0]
+        needles: list[str] = []
+        if needle and needle[0] == "needle" and needle[1]:
+            needles = [needle[1]]
+        elif needle and needle[0] == "all":
+            needles = list(needle[1])
+
+        def stage(rows: list[Row]) -> list[Row]:
+            return [r for r in rows if _truth(f(r)) is True]
+        return "where", stage, needles
+
+    def extend(self, items: list[tuple[str, Expr]]) -> tuple[str, Any, list[str]]:
+        pairs = list(items)
+
+        def stage(rows: list[Row]) -> list[Row]:
+            for r in rows:
+                values = [(k, f(r)) for k, f in pairs]  # all computed on the input row, as SQL does
+                for k, v in values:
+                    if v is None:
+                        r.pop(k, None)
+                    else:
+                        r[k] = _text(v) if k != "__time__" else v
+            return rows
+        return "extend", stage, []
+
+    def project(self, items: list[list[str]]) -> tuple[str, Any, list[str]]:
+        keep = set(items[0])
+
+        def stage(rows: list[Row]) -> list[Row]:
+            return [{k: v for k, v in r.items() if k in keep or _is_meta(k)} for r in rows]
+        return "project", stage, []
+
+    def project_away(self, items: list[list[str]]) -> tuple[str, Any, list[str]]:
+        drop = set(items[0])
+
+        def stage(rows: list[Row]) -> list[Row]:
+            for r in rows:
+                for k in drop:
+                    r.pop(k, None)
+            return rows
+        return "project-away", stage, []
+
+    def project_rename(self, items: list[tuple[str, str]]) -> tuple[str, Any, list[str]]:
+        pairs = list(items)
+
+        def stage(rows: list[Row]) -> list[Row]:
+            for r in rows:
+                for new, old in pairs:
+                    if old in r:
+                        r[new] = r.pop(old)
+            return rows
+        return "project-rename", stage, []
+
+    def parse_regexp(self, items: list[Any]) -> tuple[str, Any, list[str]]:
+        opts = dict(i for i in items if isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str))
+        rest = [i for i in items if not (isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str))]
+        src, pattern_tok = rest[0][0], rest[1]
+        names: list[str] = rest[2] if len(rest) > 2 else []
+        pat = compile_pattern(_unquote(pattern_tok, "'"), ignore_case="i" in opts.get("flags", ""))
+        if names:
+            if pat.groups < 1:
+                raise E.ParameterInvalid("invalid query: parse-regexp needs a capturing group per name")
+            if len(names) != pat.groups:
+                raise E.ParameterInvalid(f"invalid query: parse-regexp names {len(names)} fields but the pattern "
+                                         f"has {pat.groups} groups")
+            targets = [(n, i + 1) for i, n in enumerate(names)]
+        else:
+            targets = sorted(((n, i) for n, i in pat.groupindex.items()), key=lambda t: t[1])
+            if not targets:
+                raise E.ParameterInvalid("invalid query: parse-regexp needs 'as <fields>' or named groups")
+
+        def stage(rows: list[Row]) -> list[Row]:
+            for r in rows:
+                t = _text(src(r))
+                m = pat.search(t) if t is not None else None
+                if m is None:
+                    continue
+                for name, idx in targets:
+                    v = m.group(idx)
+                    if v is None:
+                        r.pop(name, None)
+                    else:
+                        r[name] = v
+            return rows
+        return "parse-regexp", stage, []
+
+    def parse_json(self, items: list[Any]) -> tuple[str, Any, list[str]]:
+        opts = dict(i for i in items[:-1])
+        src = items[-1][0]
+        prefix = opts.get("prefix", "")
+        path = opts.get("path")
+
+        def stage(rows: list[Row]) -> list[Row]:
+            for r in rows:
+                t = _text(src(r))
+                if t is None:
+                    continue
+                if path:
+                    t = _f_json_extract(t, path, False)
+                    if t is None:
+                        continue
+                try:
+                    obj = json.loads(t)
+                except (ValueError, RecursionError):
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                for k, v in obj.items():
+                    if v is None:
+                        r.pop(prefix + k, None)
+                    else:
+                        r[prefix + k] = _text(v)
+            return rows
+        return "parse-json", stage, []
+
+    def parse_csv(self, items: list[Any]) -> tuple[str, Any, list[str]]:
+        opts = dict(i for i in items[:-2])
+        src, names = items[-2][0], items[-1]
+        delim = opts.get("delim", ",")
+        quote = opts.get("quote", '"')
+        if len(delim) != 1 or len(quote) != 1:
+            raise E.ParameterInvalid("invalid query: parse-csv -delim and -quote must be one character each")
+
+        def stage(rows: list[Row]) -> list[Row]:
+            for r in rows:
+                t = _text(src(r))
+                if t is None:
+                    continue
+                try:
+                    values = next(csv.reader([t], delimiter=delim, quotechar=quote), [])
+                except csv.Error:
+                    continue
+                for name, v in zip(names, values):
+                    r[name] = v
+            return rows
+        return "parse-csv", stage, []
+
+    def star(self, _: list[Any]) -> str:
+        return "*"
+
+    def pipeline(self, items: list[Any]) -> Program:
+        commands = items[1:]
+        if len(commands) > MAX_SPL_STAGES:
+            raise E.ParameterInvalid(f"invalid query: {len(commands)} pipeline stages exceed {MAX_SPL_STAGES}")
+        needles: list[str] = []
+        if commands and commands[0][0] == "where":
+            needles = commands[0][2]
+        rewrites = any(c[0] != "where" for c in commands)
+        return Program(text="", stages=[c[1] for c in commands],
+                       needles=tuple(n.encode() for n in needles if n), rewrites=rewrites,
+                       names=[c[0] for c in commands])
+
+
+def _is_meta(key: str) -> bool:
+    return key in META_KEYS or key.startswith("__tag__:")
+
+
+@lru_cache(maxsize=256)
+def compile_spl(text: str) -> Program:
+    """Parse and compile an SPL statement; ``ParameterInvalid`` ("invalid query: ...") when it is not one
+    the hub can evaluate."""
+    if len(text.encode()) > MAX_SPL_BYTES:
+        raise E.ParameterInvalid(f"invalid query: the statement is longer than {MAX_SPL_BYTES} bytes")
+    try:
+        tree = _PARSER.parse(text)
+        program = _Compiler().transform(tree)
+    except UnexpectedInput as exc:
+        line, col = getattr(exc, "line", 1), getattr(exc, "column", 0)
+        token = getattr(exc, "token", None)
+        what = f"mismatched input {str(token)!r}" if token is not None else "unexpected input"
+        raise E.ParameterInvalid(f"invalid query: line {line}:{col} {what}") from None
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, E.SLSError):
+            raise exc.orig_exc from None
+        raise E.ParameterInvalid(f"invalid query: {exc.orig_exc}") from None
+    except LarkError as exc:
+        raise E.ParameterInvalid(f"invalid query: {exc}") from None
+    if not isinstance(program, Program):
+        raise E.ParameterInvalid("invalid query: expected '* | <command> ...'")
+    program.text = text
+    return program
+
+
+# ------------------------------------------------------------------ applying to stored groups
+
+
+def _decode_logs(group: bytes | memoryview) -> list[Row]:
+    if _group_logs is not None:
+        return _group_logs(group)
+    g = parse_group(bytes(group), raw=False)
+    base: Row = {"__topic__": g.Topic, "__source__": g.Source}
+    for t in g.LogTags:
+        base[f"__tag__:{t.Key}"] = t.Value
+    out = []
+    for log in g.Logs:
+        d: Row = {c.Key: c.Value for c in log.Contents}
+        d["__time__"] = log.Time
+        d.update(base)
+        out.append(d)
+    return out
+
+
+def _encode_log(row: Row) -> bytes:
+    """One Log message from a row: its ``__time__`` and every non-meta field (text) as Contents."""
+    t = _num(row.get("__time__")) or 0
+    parts = [b"\x08", encode_varint(max(0, int(t)) & 0xFFFFFFFF)]
+    for k, v in row.items():
+        if _is_meta(k) or v is None:
+            continue
+        kb = k.encode("utf-8", "surrogatepass")
+        vb = v if isinstance(v, bytes) else (_text(v) or "").encode("utf-8", "surrogatepass")
+        content = b"".join((b"\x0a", encode_varint(len(kb)), kb, b"\x12", encode_varint(len(vb)), vb))
+        parts += (b"\x12", encode_varint(len(content)), content)
+    body = b"".join(parts)
+    return b"\x0a" + encode_varint(len(body)) + body
+
+
+def _rebuild_group(group: bytes | memoryview, rows: list[Row]) -> bytes:
+    """The group with its Logs replaced by ``rows`` and everything else (topic, source, tags) as stored."""
+    logs = b"".join(_encode_log(r) for r in rows)
+    span = _logs_span(group) if _logs_span is not None else None
+    raw = bytes(group)
+    if span is not None:
+        start, end, _ = span
+        return raw[:start] + logs + raw[end:]
+    msg = parse_group(raw)
+    del msg.Logs[:]
+    return msg.SerializeToString() + logs  # protobuf merges repeated fields in any order
+
+
+def apply_to_groups(program: Program, body: bytes) -> tuple[bytes, int]:
+    """Run ``program`` over a LogGroupList body (stored groups, framed); returns the output LogGroupList
+    and its number of groups. Groups left with no logs are dropped; a group whose logs all pass an
+    unchanging statement (only ``where``) is passed on byte for byte."""
+    out: list[bytes] = []
+    for view in split_groups(body):
+        group = bytes(view)
+        if program.needles and any(n not in group for n in program.needles):
+            continue  # no log of this group can pass the first where: not decoded at all
+        try:
+            rows = _decode_logs(group)
+        except ValueError:
+            continue  # stored groups were validated at PutLogs; a damaged one is not SPL's to report
+        n = len(rows)
+        rows = program.run(rows)
+        if not rows:
+            continue
+        if not program.rewrites and len(rows) == n:
+            out.append(group)
+        else:
+            out.append(_rebuild_group(group, rows))
+    return frame_groups(out), len(out)
+
+
+def evaluate_rows(text: str, rows: Iterable[Row]) -> list[Row]:
+    """Run a statement over dict rows (tests, the console): copies, so the input is untouched."""
+    return compile_spl(text).run([dict(r) for r in rows])

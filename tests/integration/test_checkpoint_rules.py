@@ -11,7 +11,7 @@ from sluice.wire import errors as E
 
 
 def test_checkpoint_ownership_and_no_accidental_rewind(hub: HubProcess) -> None:
-    """Owner commits either way; a non-owner needs force; a forced stale commit cannot move it backwards."""
+    """Owner commits either way; a non-owner cannot move an owned shard's checkpoint, forced or not."""
     with Client(hub.url, hub.access_key_id, hub.access_key_secret) as c:
         c.create_project("cp-rules")
         c.create_logstore("cp-rules", "app", shard_count=1)
@@ -31,11 +31,18 @@ def test_checkpoint_ownership_and_no_accidental_rewind(hub: HubProcess) -> None:
         with pytest.raises(E.SLSError) as exc:
             c.update_checkpoint("cp-rules", "app", "grp", 0, one, consumer="stranger")
         assert exc.value.error_code == "ConsumerNotMatch"
-        c.update_checkpoint("cp-rules", "app", "grp", 0, one, consumer="stranger", force=True)
+        # #17 item 5: while "owner" owns the shard, nobody else moves its checkpoint, forced or not (docs/security.md)
+        with pytest.raises(E.SLSError) as exc:
+            c.update_checkpoint("cp-rules", "app", "grp", 0, one, consumer="stranger", force=True)
+        assert exc.value.error_code == "ConsumerNotMatch"
         assert stored() == three, "a stale forced commit must not rewind the owner's progress"
         end = c.get_cursor("cp-rules", "app", 0, "end")
-        c.update_checkpoint("cp-rules", "app", "grp", 0, end, consumer="stranger", force=True)
-        assert stored() == end, "forced commits forward are stored (the SDK always forces)"
+        with pytest.raises(E.SLSError) as exc:
+            c.update_checkpoint("cp-rules", "app", "grp", 0, end, consumer="stranger", force=True)
+        assert exc.value.error_code == "ConsumerNotMatch"
+        assert stored() == three, "only the owner moves the checkpoint, forward too"
+        c.update_checkpoint("cp-rules", "app", "grp", 0, end, consumer="owner")
+        assert stored() == end
         c.update_checkpoint("cp-rules", "app", "grp", 0, one, consumer="owner")
         assert stored() == one, "the owner may rewind on purpose"
         for bad in ("not-a-cursor", "OTk5OTk5"):

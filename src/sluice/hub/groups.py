@@ -33,15 +33,71 @@ Invariants, and why they hold:
    out of every response, so whoever holds it lets go.
 7. Cheap. A heartbeat costs O(shards + consumers) of its group. The targets are cached and recomputed only
    when the membership, a consumer's reported shards or the assignable set change.
+8. Ownership is the hub's grant, never a heartbeat's claim. A shard's owner, for checkpoints, is the consumer
+   it was last granted to, for as long as that consumer is alive and still holds it (granted or reporting it,
+   so a releasing owner can flush its last checkpoint). A consumer that merely reports a shard, or one that
+   timed out and came back reporting what it used to hold, owns nothing, and nobody but the owner may move
+   the shard's checkpoint, forced or not (:meth:`GroupCoordinator.check_commit`).
+9. Bounded. What a client can make a coordinator hold is bounded: heartbeat bodies list only shards that
+   exist (:func:`parse_heartbeat`, at most ``MAX_HEARTBEAT_BYTES``), consumer names are at most
+   ``MAX_CONSUMER_NAME`` characters and a group holds at most ``max_consumers`` consumers.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["GroupCoordinator", "MemberInfo", "assign"]
+from typing import TYPE_CHECKING
+
+from ..wire import errors as E
+
+if TYPE_CHECKING:
+    from .store.base import Checkpoint, ShardMeta
+
+__all__ = ["GroupCoordinator", "MemberInfo", "assign", "parse_heartbeat", "check_consumer_name",
+           "MAX_CONSUMERS", "MAX_CONSUMER_NAME", "MAX_HEARTBEAT_BYTES", "is_finished", "assignable_shards"]
+
+MAX_CONSUMERS = 1000
+"""Consumers one group may hold at once. SLS publishes no figure; a group reads at most one consumer per shard,
+and the hub's shard count per logstore is far below this, so only a flood of made-up names reaches it."""
+MAX_CONSUMER_NAME = 256
+"""Characters in a consumer name (the ``consumer`` URL parameter); the SDK's names are host and process ids."""
+MAX_HEARTBEAT_BYTES = 64 << 10
+"""A heartbeat body lists the shards a consumer holds: 64 KiB is over 6,000 ids of any size the hub hands out."""
+
+
+def parse_heartbeat(body: bytes, existing: Collection[int]) -> frozenset[int]:
+    """The shards a heartbeat body reports, keeping only ids in ``existing`` (the logstore's shards).
+
+    Why: the body is the one part of a heartbeat the coordinator keeps (for the group's timeout), so it must
+    not grow with what a client sends. The size is checked before parsing (a 10 MiB array of a million ids
+    took 1-2 s of the event loop and 200 MB). Ids that do not exist are dropped, not refused: a consumer may
+    still report a shard deleted since (DeleteShard), and refusing its heartbeat would stall it (reference 7.8).
+    """
+    if not body:
+        return frozenset()
+    if len(body) > MAX_HEARTBEAT_BYTES:
+        raise E.PostBodyTooLarge(f"a heartbeat body of {len(body)} bytes exceeds the limit of {MAX_HEARTBEAT_BYTES} "
+                                 f"bytes (it lists the shards the consumer holds)")
+    try:
+        held = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise E.PostBodyInvalid(f"the heartbeat body is not valid JSON: {type(exc).__name__}") from None
+    if not isinstance(held, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in held):
+        raise E.ParameterInvalid("the heartbeat body must be a JSON array of shard ids")
+    return frozenset(s for s in held if s in existing)
+
+
+def check_consumer_name(consumer: str | None) -> str:
+    """The ``consumer`` parameter of a heartbeat, or ParameterInvalid."""
+    if not consumer:
+        raise E.ParameterInvalid("parameter consumer is required")
+    if len(consumer) > MAX_CONSUMER_NAME:
+        raise E.ParameterInvalid(f"consumer name is longer than {MAX_CONSUMER_NAME} characters")
+    return consumer
 
 
 def assign(shards: Sequence[int], holders: Mapping[str, frozenset[int]], previous: Mapping[int, str]) -> dict[int, str]:
@@ -109,6 +165,33 @@ def assign(shards: Sequence[int], holders: Mapping[str, frozenset[int]], previou
     return {shard: target[shard] for shard in shards}
 
 
+def is_finished(shard: "ShardMeta", checkpoints: "Mapping[int, Checkpoint]") -> bool:
+    """A read-only shard is finished for a group when it holds no data (never had any, or all expired) or the
+    group's checkpoint (``checkpoints``: the group's, by shard id) reached its end. Finished shards are no
+    longer handed out (invariant 6)."""
+    if shard.is_writable:
+        return False
+    if shard.begin_seq >= shard.end_seq:
+        return True
+    cp = checkpoints.get(shard.shard_id)
+    return cp is not None and cp.seq >= shard.end_seq
+
+
+def assignable_shards(shards: "Mapping[int, ShardMeta]", checkpoints: "Mapping[int, Checkpoint]",
+                      in_order: bool) -> list[int]:
+    """The shards a group may hand out now, in id order: not finished, and for an ``in_order`` group, all parents
+    finished (a parent deleted by DeleteShard counts as finished). The caller passes a consistent snapshot."""
+    out = []
+    for sid in sorted(shards):
+        s = shards[sid]
+        if is_finished(s, checkpoints):
+            continue
+        if in_order and any(p in shards and not is_finished(shards[p], checkpoints) for p in s.parents):
+            continue
+        out.append(sid)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class MemberInfo:
     """One consumer as the coordinator sees it, for status displays."""
@@ -137,8 +220,9 @@ class GroupCoordinator:
     no shard that nobody has reported until ``timeout`` seconds after its first heartbeat.
     """
 
-    def __init__(self, timeout: float, *, recovering: bool = False) -> None:
+    def __init__(self, timeout: float, *, recovering: bool = False, max_consumers: int = MAX_CONSUMERS) -> None:
         self.timeout = timeout
+        self.max_consumers = max_consumers
         # While ``now`` <= this, only shards reported since the start may be granted. The value is +inf until the
         # first heartbeat starts the window, and -inf when the coordinator is not recovering.
         self._recovery_end = math.inf if recovering else -math.inf
@@ -149,6 +233,9 @@ class GroupCoordinator:
         self._next_seq = 0
         self._reporters: dict[int, set[str]] = {}  # shard -> alive consumers reporting it
         self._grantee: dict[int, str] = {}  # shard -> the alive consumer whose last response held it
+        # shard -> the alive consumer it was last granted to, while that consumer still holds it (granted or
+        # reported): the only one that may move its checkpoint (invariant 8)
+        self._owner: dict[int, str] = {}
         self._assignable: tuple[int, ...] = ()
         self._targets: dict[int, str] = {}
         self._targets_of: dict[str, list[int]] = {}
@@ -167,6 +254,10 @@ class GroupCoordinator:
         self.expire(now)
         member = self._members.pop(consumer, None)
         if member is None:
+            if len(self._members) >= self.max_consumers:
+                raise E.SLSError(f"the consumer group already has {len(self._members)} live consumers (limit "
+                                 f"{self.max_consumers}); a new consumer can join when one leaves or times out",
+                                 error_code="ConsumerQuotaExceed", http_status=400)
             member = _Member(seq=self._next_seq, last_seen=now)
             self._next_seq += 1
             self._stale = True
@@ -190,28 +281,33 @@ class GroupCoordinator:
         return granted
 
     def owner_of(self, shard: int, now: float) -> str | None:
-        """The alive consumer that holds ``shard`` for checkpoint purposes, or None.
+        """The alive consumer that owns ``shard`` for checkpoint purposes, or None (invariant 8).
 
-        That is the consumer it was last granted to, or else the first-registered alive consumer that still
-        reports it. A releasing owner stays the owner until it lets go.
+        That is the consumer it was last granted to, while it still holds it. A releasing owner stays the owner
+        until it lets go; a consumer that only reports the shard never becomes its owner.
         """
         self.expire(now)
-        grantee = self._grantee.get(shard)
-        if grantee is not None:
-            return grantee
-        reporters = self._reporters.get(shard)
-        if not reporters:
-            return None
-        return min(reporters, key=lambda c: self._members[c].seq)
+        return self._owner.get(shard)
 
     def may_commit(self, consumer: str, shard: int, now: float) -> bool:
-        """True if ``consumer`` is alive and was granted ``shard`` or still reports it.
+        """True if ``consumer`` owns ``shard`` (see :meth:`owner_of`)."""
+        return bool(consumer) and self.owner_of(shard, now) == consumer
 
-        A consumer that still reports a revoked shard may commit, so it can flush its final checkpoint.
-        """
-        self.expire(now)
-        member = self._members.get(consumer)
-        return member is not None and (shard in member.granted or shard in member.held)
+    def check_commit(self, consumer: str, shard: int, force: bool, now: float) -> bool:
+        """Decide a checkpoint commit: True if ``consumer`` owns ``shard``; False if nobody owns it and the commit
+        is forced (SLS's ``forceSuccess``: an operator resetting a checkpoint, or a last flush after the owner
+        timed out); otherwise ConsumerNotMatch. Once a consumer owns the shard, nobody else moves its checkpoint,
+        forced or not: a stale consumer back from a pause would rewind it, and data would be read twice."""
+        owner = self.owner_of(shard, now)
+        if consumer and owner == consumer:
+            return True
+        if owner is not None:
+            raise E.ConsumerNotMatch(f"consumer {consumer!r} does not own shard {shard}: it is assigned to another "
+                                     f"consumer of the group, which alone may commit its checkpoint")
+        if not force:
+            raise E.ConsumerNotMatch(f"consumer {consumer!r} does not hold shard {shard} (send a heartbeat first, "
+                                     f"or commit with forceSuccess=true while no consumer holds it)")
+        return False
 
     def members(self, now: float) -> dict[str, MemberInfo]:
         """The alive consumers, in registration order."""
@@ -256,8 +352,16 @@ class GroupCoordinator:
                 del self._reporters[shard]
         for shard in reported - member.held:
             self._reporters.setdefault(shard, set()).add(consumer)
+        let_go = member.held - reported
         member.held = reported
+        self._release(consumer, member, let_go)
         self._stale = True
+
+    def _release(self, consumer: str, member: _Member, shards: Iterable[int]) -> None:
+        """``consumer`` no longer owns those of ``shards`` it neither holds nor was granted."""
+        for shard in shards:
+            if self._owner.get(shard) == consumer and shard not in member.held and shard not in member.granted:
+                del self._owner[shard]
 
     def _set_granted(self, consumer: str, member: _Member, granted: frozenset[int]) -> None:
         if granted == member.granted:
@@ -267,7 +371,10 @@ class GroupCoordinator:
                 del self._grantee[shard]
         for shard in granted:
             self._grantee[shard] = consumer
+            self._owner[shard] = consumer
+        revoked = member.granted - granted
         member.granted = granted
+        self._release(consumer, member, revoked)
 
     def _drop(self, consumer: str) -> None:
         member = self._members[consumer]

@@ -48,7 +48,7 @@ def test_recovery_cuts_unindexed_tail(tmp_path: Path, store: SQLiteStore) -> Non
     shard = store.get_shard("proj", "logs", 1)
     _wait(store.append(shard, b"\x1a\x01A", 1))
     store.close()
-    seg = next((tmp_path / "segments" / str(shard.uid)).glob("*.seg"))
+    seg = next((tmp_path / "segments" / str(shard.uid)).glob("*.sg2"))
     with open(seg, "ab") as f:
         f.write(b"\x0a\x05garbage-from-an-uncommitted-write")
     again = SQLiteStore(tmp_path)
@@ -125,3 +125,150 @@ def test_delete_logstore_removes_files(tmp_path: Path, store: SQLiteStore) -> No
     assert not (tmp_path / "segments" / str(shard.uid)).exists()
     with pytest.raises(E.LogStoreNotExist):
         store.get_logstore("proj", "logs")
+
+
+def _seg_files(tmp_path: Path, shard) -> list[Path]:  # type: ignore[no-untyped-def]
+    return sorted((tmp_path / "segments" / str(shard.uid)).glob("*.sg*"))
+
+
+def test_a_batch_notes_only_the_shards_it_touches(tmp_path: Path) -> None:
+    """#19.1: undo information for a batch costs what it touched, not the number of shards in the hub."""
+    s = SQLiteStore(tmp_path)
+    _wait(s.create_project("proj", "", {}))
+    _wait(s.create_logstore("proj", "many", 7, 64, {}))
+    for sid in range(64):
+        _wait(s.append(s.get_shard("proj", "many", sid), b"\x1a\x01x", 1))
+    journal = s.segments.mark()
+    uid = s.get_shard("proj", "many", 5).uid
+    s.segments.append(uid, 1, b"\x1a\x01y")
+    assert list(journal) == [uid]
+    s.segments.rollback(journal)
+    assert [bytes(b) for b in split_groups(s.read(s.get_shard("proj", "many", 5), 0, 10, 1 << 20).body)] == [b"\x1a\x01x"]
+    _wait(s.append(s.get_shard("proj", "many", 5), b"\x1a\x01z", 1))
+    assert s.read(s.get_shard("proj", "many", 5), 0, 10, 1 << 20).count == 2
+    s.close()
+
+
+def test_groups_are_stored_compressed_and_read_back_raw(tmp_path: Path, store: SQLiteStore) -> None:
+    """#19.6: a group is stored compressed (the client's lz4 body as it came, or lz4 by the store); reads
+    give the raw LogGroupList."""
+    from sluice.wire.compress import compress
+
+    shard = store.get_shard("proj", "logs", 0)
+    raw = b"\x1a\x20" + b"a fairly repetitive log line ...." * 1000
+    raw = raw[:2] + raw[2:34]
+    group = b"".join([b"\x1a\x20" + b"%032d" % (i % 7) for i in range(2000)])
+    _wait(store.append(shard, group, 2000, packed=("lz4", compress(group, "lz4"))))
+    _wait(store.append(shard, group, 2000))  # no client body: the store compresses
+    assert sum(f.stat().st_size for f in _seg_files(store.data_dir, shard)) < 0.2 * 2 * len(group)
+    got = store.read(shard, 0, 10, 1 << 30)
+    assert got.count == 2 and [bytes(b) for b in split_groups(got.body)] == [group, group]
+
+
+def test_write_descriptors_stay_within_the_budget(tmp_path: Path) -> None:
+    """#17.3: any number of shards under a fixed number of open segment files (LRU)."""
+    s = SQLiteStore(tmp_path, max_open_segments=4)
+    _wait(s.create_project("proj", "", {}))
+    _wait(s.create_logstore("proj", "wide", 7, 40, {}))
+    for rnd in range(2):
+        for sid in range(40):
+            _wait(s.append(s.get_shard("proj", "wide", sid), b"\x1a\x02%02d" % rnd, 1))
+            assert s.segments.open_count() <= 4
+    for sid in range(40):
+        assert [bytes(b) for b in split_groups(s.read(s.get_shard("proj", "wide", sid), 0, 10, 1 << 20).body)] \
+            == [b"\x1a\x0200", b"\x1a\x0201"]
+    s.close()
+
+
+def test_os_refusing_descriptors_is_server_busy(monkeypatch: pytest.MonkeyPatch, store: SQLiteStore) -> None:
+    """#17.3: EMFILE on a write or a read is ServerBusy (503, retried by clients), never a 500."""
+    import errno
+    import os
+
+    from sluice.hub.store import segments
+
+    shard = store.get_shard("proj", "logs", 0)
+    _wait(store.append(shard, b"\x1a\x01a", 1))
+    real_open = os.open
+
+    def refusing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EMFILE, "Too many open files")
+    store.segments.close()  # drop the cached write descriptor so the next append must open
+    monkeypatch.setattr(segments.os, "open", refusing)
+    with pytest.raises(E.ServerBusy):
+        _wait(store.append(shard, b"\x1a\x01b", 1))
+    with pytest.raises(E.ServerBusy):
+        store.read(shard, 0, 10, 1 << 20)
+    monkeypatch.setattr(segments.os, "open", real_open)
+    _wait(store.append(shard, b"\x1a\x01c", 1))
+    assert [bytes(b) for b in split_groups(store.read(shard, 0, 10, 1 << 20).body)] == [b"\x1a\x01a", b"\x1a\x01c"]
+
+
+def test_expiry_in_small_batches_frees_the_last_segment(tmp_path: Path, store: SQLiteStore) -> None:
+    """#19.2: retention deletes in transactions of expire_batch groups; a shard whose groups all expired
+    keeps no segment file; writes and a reopen work after."""
+    shard = store.get_shard("proj", "logs", 0)
+    store.expire_batch = 3
+    for i in range(10):
+        _wait(store.append(shard, b"\x1a\x01%d" % i, 1))
+    cutoff = int(time.time() * 1000) + 1000
+    assert _wait(store.expire(shard, 0)) == 0
+    assert _wait(store.expire(shard, cutoff)) == 10
+    assert (shard.begin_seq, shard.end_seq) == (10, 10)
+    assert _seg_files(tmp_path, shard) == []
+    _wait(store.append(shard, b"\x1a\x01z", 1))
+    store.close()
+    again = SQLiteStore(tmp_path)
+    s = again.get_shard("proj", "logs", 0)
+    assert (s.begin_seq, s.end_seq) == (10, 11)
+    assert [bytes(b) for b in split_groups(again.read(s, 0, 10, 1 << 20).body)] == [b"\x1a\x01z"]
+    again.close()
+
+
+def test_damaged_record_is_refused_not_served(tmp_path: Path, store: SQLiteStore) -> None:
+    """#17.7: a flipped byte in a stored group is an error naming the damage, never garbage served; the
+    good groups before it are still served."""
+    shard = store.get_shard("proj", "logs", 0)
+    _wait(store.append(shard, b"\x1a\x05first", 1))
+    _wait(store.append(shard, b"\x1a\x06second", 1))
+    seg = _seg_files(tmp_path, shard)[0]
+    data = bytearray(seg.read_bytes())
+    data[-2] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    got = store.read(shard, 0, 10, 1 << 20)
+    assert [bytes(b) for b in split_groups(got.body)] == [b"\x1a\x05first"]
+    with pytest.raises(E.InternalServerError, match="damaged"):
+        store.read(shard, 1, 10, 1 << 20)
+
+
+def test_first_format_segments_still_read(tmp_path: Path) -> None:
+    """#19.6: a data directory written before compression (raw framed .seg files, no transaction numbers)
+    opens, reads, and new groups go to a new compressed segment."""
+    import sqlite3
+
+    s = SQLiteStore(tmp_path)
+    _wait(s.create_project("proj", "", {}))
+    _wait(s.create_logstore("proj", "old", 7, 1, {}))
+    uid = s.get_shard("proj", "old", 0).uid
+    s.close()
+    groups = [b"\x1a\x03old", b"\x1a\x04old2"]
+    d = tmp_path / "segments" / str(uid)
+    d.mkdir(parents=True, exist_ok=True)
+    framed = [b"\x0a" + bytes([len(g)]) + g for g in groups]
+    (d / f"{0:020d}.seg").write_bytes(b"".join(framed) + b"\x0a\x09cut-off")  # plus an unindexed tail
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    off = 0
+    for seq, f in enumerate(framed):
+        conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?)", ((uid << 40) | seq, 1000 + seq, 1, 0, off, len(f)))
+        off += len(f)
+    conn.execute("DROP TABLE meta")
+    conn.commit()
+    conn.close()
+    (tmp_path / "hub.txn").unlink()
+    again = SQLiteStore(tmp_path)
+    shard = again.get_shard("proj", "old", 0)
+    assert [bytes(b) for b in split_groups(again.read(shard, 0, 10, 1 << 20).body)] == groups
+    _wait(again.append(shard, b"\x1a\x03new", 1))
+    assert [bytes(b) for b in split_groups(again.read(shard, 0, 10, 1 << 20).body)] == groups + [b"\x1a\x03new"]
+    assert sorted(p.suffix for p in d.iterdir()) == [".seg", ".sg2"]
+    again.close()

@@ -22,6 +22,7 @@ the metadata is one file. Why this shape:
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import errno
 import json
@@ -31,7 +32,8 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any, Callable, Generator, TypeVar
 
 from ...wire.errors import (
     ConsumerGroupAlreadyExist,
@@ -46,9 +48,11 @@ from ...wire.errors import (
     ShardNotExist,
     ShardReadOnly,
     SLSError,
+    ServerBusy,
     StorageFull,
 )
-from .segments import SegmentFiles
+from .check import StorageDamaged, TxnFile, plan_recovery
+from .segments import DEFAULT_MAX_OPEN, RESOURCE_ERRNOS, SegmentDamaged, SegmentFiles
 from .base import (
     Checkpoint,
     GroupMeta,
@@ -63,9 +67,11 @@ __all__ = ["SQLiteStore", "SEQ_BITS"]
 
 log = logging.getLogger("sluice.hub.store")
 
+_T = TypeVar("_T")
 SEQ_BITS = 40
 _SEQ_MASK = (1 << SEQ_BITS) - 1
 _MAX_BATCH_BYTES = 64 << 20
+_EXPIRE_BATCH = 2000  # groups deleted per retention transaction (~2 ms of writer time)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects(
@@ -86,6 +92,7 @@ CREATE TABLE IF NOT EXISTS checkpoints(
     project TEXT NOT NULL, logstore TEXT NOT NULL, grp TEXT NOT NULL, shard INT NOT NULL,
     cursor TEXT NOT NULL, seq INT NOT NULL, consumer TEXT NOT NULL, update_time INT NOT NULL,
     PRIMARY KEY(project, logstore, grp, shard));
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INT NOT NULL);
 CREATE TABLE IF NOT EXISTS log(
     id INTEGER PRIMARY KEY, recv_ms INT NOT NULL, nlogs INT NOT NULL,
     seg INT NOT NULL, off INT NOT NULL, len INT NOT NULL);
@@ -100,6 +107,21 @@ def _is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def _is_out_of_resources(exc: BaseException) -> bool:
+    """The OS refused descriptors or memory (EMFILE, ENFILE, ENOMEM...), whichever layer noticed: answered
+    ServerBusy (503, clients retry), never a 500."""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "unable to open" in text or "out of memory" in text
+    return isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
+
+
+def _busy(exc: BaseException) -> ServerBusy:
+    return ServerBusy(f"the hub is short of operating-system resources ({exc}); retry later")
+
+
 class _Op:
     """A queued mutation. ``fn(conn)`` validates (raising SLSError before touching SQL), executes its SQL and
     returns ``(result, post)``; ``post()`` updates memory after commit."""
@@ -109,9 +131,17 @@ class _Op:
     def __init__(self, fn: Callable[[sqlite3.Connection], tuple[Any, Callable[[], None] | None]],
                  batchable: bool, size: int = 0) -> None:
         self.fn = fn
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.future: Pending[Any] = Pending()
         self.batchable = batchable
         self.size = size
+
+
+class Pending(concurrent.futures.Future[_T]):
+    """A mutation's outcome: resolved on the writer thread after commit. Awaitable from the event loop (the
+    Store protocol's async methods return it), and ``.result()`` still blocks a plain thread (tests, tools)."""
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return asyncio.wrap_future(self).__await__()
 
 
 def _now_s() -> int:
@@ -123,11 +153,12 @@ class SQLiteStore:
     reads are synchronous (call them from a worker thread: each thread gets its own connection)."""
 
     def __init__(self, data_dir: str | Path, *, sync_full: bool = False, page_size: int = 32768,
-                 group_quota: int = 30) -> None:
+                 group_quota: int = 30, max_open_segments: int = DEFAULT_MAX_OPEN) -> None:
         self.path = Path(data_dir) / "hub.db"
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.sync_full = sync_full
         self.group_quota = group_quota
+        self.expire_batch = _EXPIRE_BATCH
         self.lock = threading.RLock()
         self.projects: dict[str, ProjectMeta] = {}
         self.logstores: dict[tuple[str, str], LogstoreMeta] = {}
@@ -137,10 +168,15 @@ class SQLiteStore:
         self._listeners: list[Callable[[set[int]], None]] = []
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
-        self.segments = SegmentFiles(Path(data_dir) / "segments")
-        self._conn = self._connect(page_size)
-        self._conn.executescript(_SCHEMA)
-        self._load()
+        self.data_dir = Path(data_dir)
+        self.segments = SegmentFiles(Path(data_dir) / "segments", max_open=max_open_segments)
+        self._txn_file = TxnFile(Path(data_dir) / "hub.txn")
+        try:
+            self._conn = self._connect(page_size)
+            self._conn.executescript(_SCHEMA)
+            self._load()
+        except sqlite3.DatabaseError as exc:  # a damaged hub.db: say which file, never a bare traceback
+            raise StorageDamaged([f"{self.path}: cannot be read: {exc}"], data_dir) from None
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._writer_routine, name="sluice-store-writer", daemon=True)
         self._writer.start()
@@ -195,16 +231,30 @@ class SQLiteStore:
             self._shards_by_uid[uid] = shard
             self._next_seq[uid] = shard.end_seq
             self._last_recv[uid] = shard.last_write_ms
-            live = dict(c.execute("SELECT seg, MAX(off + len) FROM log WHERE id >= ? AND id < ? GROUP BY seg",
-                                  (lo, lo + _SEQ_MASK + 1)).fetchall())
-            self.segments.recover(uid, live)
-        self.segments.forget_unknown(set(self._shards_by_uid))
+        self._recover(c)
         for project, ls, name, timeout, in_order in c.execute("SELECT * FROM groups"):
             self.logstores[(project, ls)].groups[name] = GroupMeta(name, timeout, bool(in_order))
         for project, ls, grp, shard, cursor, seq, consumer, ut in c.execute("SELECT * FROM checkpoints"):
             g = self.logstores[(project, ls)].groups.get(grp)
             if g is not None:
                 g.checkpoints[shard] = Checkpoint(cursor, seq, consumer, ut)
+
+    def _recover(self, c: sqlite3.Connection) -> None:
+        """Compare files with the index (``check.plan_recovery``): apply what is provably safe, log it; stop
+        with ``StorageDamaged`` on anything else, before changing a single file."""
+        plan = plan_recovery(c, self.data_dir, {uid: s.begin_seq for uid, s in self._shards_by_uid.items()})
+        if plan.problems:
+            raise StorageDamaged(plan.problems, self.data_dir)
+        for note in plan.notes:
+            log.warning("recovery: %s", note)
+        for sp in plan.shards:
+            self.segments.adopt(sp)
+        for uid in plan.remove_dirs:
+            self.segments.remove_dir(uid)
+        self._txn = max(plan.txn_db, plan.txn_file or 0)
+        if plan.legacy:  # first start of a directory from before transaction numbers: mark it as known now
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('txn', ?)", (self._txn,))
+            self._txn_file.write(self._txn)
 
     def add_listener(self, fn: Callable[[set[int]], None]) -> None:
         """``fn(shard_uids)`` is called on the writer thread after each commit that appended data."""
@@ -221,6 +271,7 @@ class SQLiteStore:
                     pass
         self._conn.close()
         self.segments.close()
+        self._txn_file.close()
 
     # ------------------------------------------------------------------ the writer
     def _submit(self, fn: Callable[[sqlite3.Connection], tuple[Any, Callable[[], None] | None]],
@@ -256,6 +307,8 @@ class SQLiteStore:
         conn = self._conn
         outcomes: list[tuple[_Op, Any, Callable[[], None] | None, BaseException | None]] = []
         mark = self.segments.mark()
+        self._txn += 1  # a new number per attempt: records of a failed batch never share a committed one
+        txn = self.segments.txn = self._txn
         try:
             conn.execute("BEGIN IMMEDIATE")
             with self.lock:
@@ -273,6 +326,7 @@ class SQLiteStore:
                 conn.execute("UPDATE shards SET bytes_stored = bytes_stored + ? WHERE uid=?", (nbytes, uid))
             if self.sync_full and added:
                 self.segments.sync(set(added))  # data on disk before the index that points at it
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('txn', ?)", (txn,))
             conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - any SQL failure fails the whole batch, nothing is acknowledged
             try:
@@ -288,12 +342,18 @@ class SQLiteStore:
                     self._next_seq[uid] = shard.end_seq
                     self._last_recv[uid] = shard.last_write_ms
             full = _is_disk_full(exc)
+            busy = _is_out_of_resources(exc)
             log.error("store transaction failed (%d operations not acknowledged): %s", len(batch), exc)
             for op in batch:
                 err: SLSError = (StorageFull("the hub's disk is full; nothing was written") if full
+                                 else _busy(exc) if busy
                                  else InternalServerError(f"the hub could not commit: {exc}"))
                 op.future.set_exception(err)
             return
+        try:
+            self._txn_file.write(txn)
+        except OSError:  # only weakens the check at the next start; the commit itself stands
+            log.exception("could not record transaction %d in hub.txn", txn)
         touched: set[int] = set()
         with self.lock:
             for op, result, post, error in outcomes:
@@ -339,6 +399,42 @@ class SQLiteStore:
         if g is None:
             raise ConsumerGroupNotExist(f"consumer group {group} does not exist")
         return g
+
+    # ------------------------------------------------------------------ snapshots (the Store protocol, base.py)
+    def project_names(self) -> list[str]:
+        with self.lock:
+            return sorted(self.projects)
+
+    def logstore_names(self, project: str) -> list[str]:
+        with self.lock:
+            return sorted(n for (p, n) in self.logstores if p == project)
+
+    def shards_of(self, project: str, logstore: str) -> list[ShardMeta]:
+        meta = self.get_logstore(project, logstore)
+        with self.lock:
+            return sorted(meta.shards.values(), key=lambda s: s.shard_id)
+
+    def groups_of(self, project: str, logstore: str) -> list[GroupMeta]:
+        meta = self.get_logstore(project, logstore)
+        with self.lock:
+            return sorted(meta.groups.values(), key=lambda g: g.name)
+
+    def group_snapshot(self, project: str, logstore: str,
+                       group: str) -> tuple[GroupMeta, dict[int, ShardMeta], dict[int, Checkpoint]]:
+        g = self.get_group(project, logstore, group)
+        meta = self.get_logstore(project, logstore)
+        with self.lock:
+            return g, dict(meta.shards), dict(g.checkpoints)
+
+    def group_keys(self) -> list[tuple[str, str, str]]:
+        with self.lock:
+            return [(p, ls, g) for (p, ls), meta in self.logstores.items() for g in meta.groups]
+
+    def snapshot(self, project: str | None = None) -> list[LogstoreMeta]:
+        with self.lock:
+            return [replace(m, config=dict(m.config), shards=dict(m.shards),
+                            groups={n: replace(g, checkpoints=dict(g.checkpoints)) for n, g in m.groups.items()})
+                    for (p, _), m in sorted(self.logstores.items()) if project in (None, p)]
 
     # ------------------------------------------------------------------ projects
     def create_project(self, name: str, description: str, extra: dict[str, str]) -> concurrent.futures.Future[Any]:
@@ -513,13 +609,15 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ data
     def append(self, picked: ShardMeta, data: bytes, nlogs: int,
-               repick: Callable[[], ShardMeta] | None = None) -> concurrent.futures.Future[tuple[int, int]]:
+               repick: Callable[[], ShardMeta] | None = None,
+               packed: tuple[str, bytes] | None = None) -> concurrent.futures.Future[tuple[int, int]]:
         """Append one serialized LogGroup; resolves to (shard_id, seq) once committed.
 
         The shard was chosen on the event loop; a split or merge may commit before this runs. ``repick``
         (for load-balanced and hash-routed puts, which never named a shard) chooses again here, on the
         writer thread, where no split can interleave, so such a put lands in the right child instead of
-        being refused."""
+        being refused. ``packed`` is the client's compressed body of exactly ``data`` (compress type, bytes):
+        stored as it came, so ingest does no compression work (segments.py)."""
         def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None] | None]:
             shard = picked
             if repick is not None and (not shard.is_writable or shard.uid not in self._shards_by_uid):
@@ -532,7 +630,7 @@ class SQLiteStore:
             self._next_seq[shard.uid] = seq + 1
             now_ms = max(int(time.time() * 1000), self._last_recv[shard.uid])
             self._last_recv[shard.uid] = now_ms
-            base, offset, framed = self.segments.append(shard.uid, seq, data)
+            base, offset, framed = self.segments.append(shard.uid, seq, data, packed)
             size = len(data)
             conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?)",
                          ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, framed))
@@ -547,7 +645,18 @@ class SQLiteStore:
     def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None) -> ReadResult:
         """Up to ``count`` groups from ``start`` (clamped to the oldest kept), at least one, stopping once
         ``max_bytes`` is reached, never past ``end`` or the committed end. The body is the serialized
-        LogGroupList, exactly as PullLogs sends it before compression."""
+        LogGroupList, exactly as PullLogs sends it before compression. The OS refusing descriptors or memory
+        is ServerBusy; damaged data is an error naming the file, never garbage or zeros served."""
+        try:
+            return self._read(shard, start, count, max_bytes, end)
+        except SLSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classify; anything else stays an internal error
+            if _is_out_of_resources(exc):
+                raise _busy(exc) from None
+            raise
+
+    def _read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None) -> ReadResult:
         stop = shard.end_seq if end is None else min(end, shard.end_seq)
         start = max(start, shard.begin_seq)
         if count <= 0 or start >= stop:
@@ -573,10 +682,26 @@ class SQLiteStore:
                        and rows[j + 1][2] == rows[j][2] + rows[j][3]):
                     j += 1
                 first_off = rows[i][2]
-                chunk = self.segments.read(shard.uid, rows[i][1], first_off, rows[j][2] + rows[j][3] - first_off)
-                if len(chunk) != rows[j][2] + rows[j][3] - first_off:
-                    raise FileNotFoundError("segment shorter than its index")
-                chunks.append(chunk)
+                try:
+                    try:
+                        chunks.extend(self.segments.read(shard.uid, rows[i][1], first_off,
+                                                         rows[j][2] + rows[j][3] - first_off))
+                    except SegmentDamaged:
+                        if j == i:
+                            raise
+                        for k in range(i, j + 1):  # damage inside the run: serve the groups before it
+                            chunks.extend(self.segments.read(shard.uid, rows[k][1], rows[k][2], rows[k][3]))
+                            done = k + 1
+                            i = k + 1
+                except (FileNotFoundError, SegmentDamaged) as exc:
+                    if (rows[i][0] & _SEQ_MASK) < shard.begin_seq:
+                        raise FileNotFoundError from None  # retention removed it under us
+                    if done:
+                        break  # serve the good groups before it; the next pull reports the damage
+                    log.error("shard uid %d, group %d: %s", shard.uid, rows[i][0] & _SEQ_MASK, exc)
+                    raise InternalServerError(
+                        f"the stored data of shard {shard.shard_id} at group {rows[i][0] & _SEQ_MASK} is damaged "
+                        f"({exc}); run `sluice hub --check`") from None
                 done = j + 1
                 i = j + 1
         except FileNotFoundError:  # retention removed the segment under us: return what we have
@@ -606,21 +731,51 @@ class SQLiteStore:
         return lo
 
     def expire(self, shard: ShardMeta, cutoff_ms: int) -> concurrent.futures.Future[Any]:
-        """Delete groups received before ``cutoff_ms``; the shard's begin moves to the oldest kept."""
+        """Delete groups received before ``cutoff_ms``; the shard's begin moves to the oldest kept. Resolves
+        to the number deleted.
+
+        Cost follows what is deleted: a shard with nothing to expire costs one index lookup (its oldest
+        group's receive time), and deleting runs in transactions of at most ``expire_batch`` groups, each
+        queued behind whatever arrived meanwhile, so PutLogs and checkpoints never wait for a whole pass.
+        Segments whose groups are all gone are deleted, the current one too once the shard is empty."""
+        total: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if shard.begin_seq >= shard.end_seq:
+            total.set_result(0)
+            return total
+        oldest = self.recv_time_ms(shard, shard.begin_seq)
+        if oldest is not None and oldest >= cutoff_ms:
+            total.set_result(0)
+            return total
         boundary = self.seq_at_time(shard, cutoff_ms)
+        deleted = [0]
 
         def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None] | None]:
-            if boundary <= shard.begin_seq or shard.uid not in self._shards_by_uid:
+            lo = shard.begin_seq
+            hi = min(boundary, lo + self.expire_batch)
+            if hi <= lo or shard.uid not in self._shards_by_uid:
                 return 0, None
             base = shard.uid << SEQ_BITS
-            conn.execute("DELETE FROM log WHERE id >= ? AND id < ?", (base | shard.begin_seq, base | boundary))
-            conn.execute("UPDATE shards SET begin_seq=? WHERE uid=?", (boundary, shard.uid))
+            conn.execute("DELETE FROM log WHERE id >= ? AND id < ?", (base | lo, base | hi))
+            conn.execute("UPDATE shards SET begin_seq=? WHERE uid=?", (hi, shard.uid))
 
             def post() -> None:
-                shard.begin_seq = max(shard.begin_seq, boundary)
-                self.segments.drop_before(shard.uid, boundary)
-            return boundary - shard.begin_seq, post
-        return self._submit(fn)
+                shard.begin_seq = max(shard.begin_seq, hi)
+                self.segments.drop_before(shard.uid, hi, everything=hi >= self._next_seq.get(shard.uid, 0))
+            return hi - lo, post
+
+        def step(fut: concurrent.futures.Future[Any]) -> None:  # runs on the writer thread
+            exc = fut.exception()
+            if exc is not None:
+                total.set_exception(exc)
+                return
+            deleted[0] += fut.result() or 0
+            if fut.result() and shard.begin_seq < boundary:
+                self._submit(fn).add_done_callback(step)
+            else:
+                total.set_result(deleted[0])
+
+        self._submit(fn).add_done_callback(step)
+        return total
 
     # ------------------------------------------------------------------ consumer groups
     def create_group(self, project: str, logstore: str, name: str, timeout: int,

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 from ..wire.compress import compress, decompress
-from ..wire.errors import WireError
+from ..wire.errors import SLSError, WireError
 from ..wire.batch import Batch, LazyLogGroup
 from ..wire.loggroup import LogGroup, split_groups
 from ..wire.pack import pack_groups
 from ._transport import Credentials, RetryPolicy, Transport
 
-__all__ = ["AsyncClient", "PullResult"]
+__all__ = ["AsyncClient", "ClientConfig", "PullResult"]
 
 _MAX_PULL_RAW = 256 << 20
 LIST_PAGE_SIZE = 500  # SLS's largest page for ListProject and ListLogStores
@@ -40,6 +40,10 @@ class PullResult:
     count: int
     raw: bytes
     raw_size: int
+    # with an SPL query: what the server read before filtering (x-log-rawdatacount / -rawdatasize), -1 when
+    # the answer did not say (a server that did not evaluate the query says nothing)
+    raw_count_before_query: int = -1
+    raw_size_before_query: int = -1
 
     def batch(self, endpoint: str = "") -> Batch:
         """The answer as a lazy ``Batch`` (groups split without parsing, logs parsed only when asked)."""
@@ -80,22 +84,115 @@ def build_log_group(logs: Iterable[Mapping[str, Any]], *, topic: str = "", sourc
     return g.SerializeToString()
 
 
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything that makes one client differ from another, with the client's defaults (the one place they
+    are written: ``AsyncClient``'s keyword defaults are these). Frozen and hashable, so a pool of clients
+    (pipelines/clients.py) keys on the whole config: two targets that differ only in their security token
+    or TLS settings get two clients.
+
+    ``credentials_provider``: for keys that rotate (STS, RAM roles), a callable returning
+    ``(access_key_id, access_key_secret, security_token)``, or an object with ``get_credentials()`` (the
+    SDK's ``CredentialsProvider``: ``get_access_key_id()``...). It is asked when a request fails
+    authentication (expired token, unknown key: the SDK's rule), then the request is sent once more."""
+
+    endpoint: str
+    access_key_id: str = ""
+    access_key_secret: str = ""
+    security_token: str | None = None
+    auth_version: str = "v1"
+    region: str | None = None
+    timeout: float = 60.0
+    retry: RetryPolicy | None = None
+    ssl: Any = None
+    ca_bundle: str | None = None
+    tls_verify: bool = True
+    credentials_provider: Any = None
+
+    def client(self) -> "AsyncClient":
+        return AsyncClient.from_config(self)
+
+
+_D = ClientConfig  # the defaults below are ClientConfig's (class attributes of the dataclass)
+# The SDK's rule for "ask the credentials provider": these codes, or these words in the code or message.
+_AUTH_CODES = {"Unauthorized", "InvalidAccessKeyId.NotFound", "SecurityToken.Expired", "InvalidAccessKeyId",
+               "SecurityTokenExpired"}
+_AUTH_WORDS = ("Unauthorized", "InvalidAccessKeyId", "SecurityToken")
+_MIN_REFRESH_INTERVAL = 5.0  # a burst of failing requests asks the provider once
+
+
+def _is_auth_error(exc: SLSError) -> bool:
+    code, msg = exc.error_code, str(exc)
+    return code in _AUTH_CODES or any(w in code or w in msg for w in _AUTH_WORDS)
+
+
+def _call_provider(provider: Any) -> tuple[str, str, str | None]:
+    """Ask a credentials provider (a callable returning a 3-tuple, or the SDK's CredentialsProvider)."""
+    if hasattr(provider, "get_credentials"):
+        c = provider.get_credentials()
+        return c.get_access_key_id(), c.get_access_key_secret(), c.get_security_token() or None
+    key_id, secret, token = provider()
+    return key_id, secret, token or None
+
+
 class AsyncClient:
     """An SLS API client. ``endpoint`` is a hub (``127.0.0.1:8080``) or an SLS region endpoint
     (``https://cn-hangzhou.log.aliyuncs.com``).
 
     For ``https://`` endpoints the certificate is verified: ``ca_bundle`` names a PEM file of CA
     certificates to trust instead of the system store (``SSL_CERT_FILE`` works too); ``tls_verify=False``
-    turns verification off (testing only)."""
+    turns verification off (testing only). ``credentials_provider``: see ``ClientConfig``."""
 
-    def __init__(self, endpoint: str, access_key_id: str = "", access_key_secret: str = "", *,
-                 security_token: str | None = None, auth_version: str = "v1", region: str | None = None,
-                 timeout: float = 60.0, retry: RetryPolicy | None = None, ssl: Any = None,
-                 ca_bundle: str | None = None, tls_verify: bool = True) -> None:
+    def __init__(self, endpoint: str, access_key_id: str = _D.access_key_id,
+                 access_key_secret: str = _D.access_key_secret, *,
+                 security_token: str | None = _D.security_token, auth_version: str = _D.auth_version,
+                 region: str | None = _D.region, timeout: float = _D.timeout, retry: RetryPolicy | None = _D.retry,
+                 ssl: Any = _D.ssl, ca_bundle: str | None = _D.ca_bundle, tls_verify: bool = _D.tls_verify,
+                 credentials_provider: Any = _D.credentials_provider) -> None:
         self.transport = Transport(endpoint, Credentials(access_key_id, access_key_secret, security_token,
                                                          auth_version, region),
                                    timeout=timeout, retry=retry, ssl=ssl, ca_bundle=ca_bundle,
                                    tls_verify=tls_verify)
+        self.credentials_provider = credentials_provider
+        if credentials_provider is not None:
+            self._send = self.transport.request
+            self._refreshed_at = float("-inf")
+            self._refresh_lock: asyncio.Lock | None = None
+            self.transport.request = self._request_refreshing  # type: ignore[method-assign]
+
+    @classmethod
+    def from_config(cls, config: ClientConfig) -> "AsyncClient":
+        return cls(config.endpoint, config.access_key_id, config.access_key_secret,
+                   security_token=config.security_token, auth_version=config.auth_version, region=config.region,
+                   timeout=config.timeout, retry=config.retry, ssl=config.ssl, ca_bundle=config.ca_bundle,
+                   tls_verify=config.tls_verify, credentials_provider=config.credentials_provider)
+
+    async def _request_refreshing(self, *args: Any, **kwargs: Any) -> Any:
+        """A request; when it fails authentication, new credentials from the provider and one more try."""
+        used = self.transport.credentials.security_token, self.transport.credentials.access_key_id
+        try:
+            return await self._send(*args, **kwargs)
+        except SLSError as exc:
+            if not _is_auth_error(exc):
+                raise
+            await self.refresh_credentials(used)
+            return await self._send(*args, **kwargs)
+
+    async def refresh_credentials(self, failed: tuple[str | None, str] | None = None) -> None:
+        """Ask the credentials provider for new keys (on a thread: providers may do HTTP). ``failed`` is the
+        (token, key id) that failed: if another request already replaced them, nothing is asked."""
+        if self._refresh_lock is None:
+            self._refresh_lock = asyncio.Lock()
+        async with self._refresh_lock:
+            cred = self.transport.credentials
+            if failed is not None and (cred.security_token, cred.access_key_id) != failed:
+                return  # refreshed meanwhile by another request
+            wait = self._refreshed_at + _MIN_REFRESH_INTERVAL - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._refreshed_at = time.monotonic()
+            key_id, secret, token = await asyncio.to_thread(_call_provider, self.credentials_provider)
+            cred.access_key_id, cred.access_key_secret, cred.security_token = key_id, secret, token
 
     @property
     def endpoint(self) -> str:
@@ -231,12 +328,17 @@ class AsyncClient:
 
     async def pull_logs(self, project: str, logstore: str, shard: int, cursor: str, *, count: int = 1000,
                         end_cursor: str | None = None, compress_type: str = "lz4",
-                        wait: float | None = None) -> PullResult:
+                        wait: float | None = None, query: str | None = None,
+                        processor: str | None = None) -> PullResult:
         """Read up to ``count`` LogGroups from ``cursor``. ``wait`` (seconds) asks a hub to hold the request
         until data arrives (long-poll); SLS ignores it."""
         params = [("type", "log"), ("cursor", cursor), ("count", str(count))]
         if end_cursor:
             params.append(("end_cursor", end_cursor))
+        if query and query.strip():  # SPL consumption, sent as the SDK sends it
+            params += [("pullMode", "scan_on_stream"), ("query", query)]
+        if processor:
+            params.append(("processor", processor))
         headers = {"Accept": "application/x-protobuf", "Accept-Encoding": compress_type}
         timeout = None
         if wait:
@@ -258,7 +360,8 @@ class AsyncClient:
             raise WireError(f"PullLogs body could not be decoded: {exc}") from exc
         return PullResult(project, logstore, shard, cursor, h.get("x-log-cursor") or cursor,
                           int(h.get("x-log-count", "0") or 0),
-                          raw, raw_size)
+                          raw, raw_size, int(h.get("x-log-rawdatacount") or -1),
+                          int(h.get("x-log-rawdatasize") or -1))
 
     # ---------------------------------------------------------------- consumer groups
     async def create_consumer_group(self, project: str, logstore: str, group: str, timeout: int,

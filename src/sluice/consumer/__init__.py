@@ -3,6 +3,7 @@ SDK's ``ConsumerWorker`` family (switch a program by changing its imports)."""
 
 from .compat import (
     CheckPointTracker,
+    ConsumerJsonProcessorBase,
     ConsumerProcessorAdaptor,
     ConsumerProcessorBase,
     ConsumerWorker,
@@ -19,6 +20,7 @@ __all__ = [
     "ByteBudget",
     "CheckPointTracker",
     "ConsumerConfig",
+    "ConsumerJsonProcessorBase",
     "ConsumerProcessorAdaptor",
     "ConsumerProcessorBase",
     "ConsumerWorker",

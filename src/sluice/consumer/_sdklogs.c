@@ -1,0 +1,385 @@
+/*
+ * sluice.consumer._sdklogs: one SLS LogGroup (protobuf bytes) -> the SDK-shaped log objects an
+ * aliyun-log-python-sdk processor reads: a list of Log (.Time, .Time_ns, .Contents), each Content (.Key, .Value).
+ *
+ * Why C: programs written for the SDK walk `log_group.Logs[i].Contents[j].Key/.Value`. On the protobuf runtime
+ * each of those reads builds a wrapper object or a new str; that walk was the whole cost of seed 002's handler
+ * (bench/consumer.py (b)). Here the wire format is walked once, the key strings of the previous log are reused
+ * (logs of a group nearly always share their keys, in order), and each Content is a small C object whose
+ * .Key/.Value are plain slot reads.
+ *
+ * The objects are read-only: a program that edits a log through them would otherwise see its edit silently
+ * dropped when the group is forwarded (SerializeToString returns the received bytes). Setting an attribute
+ * raises AttributeError saying so; the compat layer's LogGroup parses the protobuf message for edits.
+ *
+ * Values that are not valid UTF-8 come out as bytes (as the protobuf runtime gives proto2 strings it cannot
+ * decode). Malformed input raises ValueError; nothing reads past the buffer. Missing required fields take
+ * their defaults (0, ""), as the runtime does.
+ *
+ * Schema (proto2, SLS's): LogGroup{1: Logs, ...}, Log{1: Time uint32, 2: Contents, 4: Time_ns fixed32},
+ * Content{1: Key, 2: Value}.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define KEY_CACHE 128
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} Cur;
+
+static int bad(const char *what) {
+    PyErr_Format(PyExc_ValueError, "malformed LogGroup: %s", what);
+    return -1;
+}
+
+static int read_varint(Cur *c, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (c->p >= c->end) return bad("truncated varint");
+        uint8_t b = *c->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return bad("varint too long");
+}
+
+static int read_key(Cur *c, uint32_t *field, int *wt) {
+    uint64_t k;
+    if (read_varint(c, &k) < 0) return -1;
+    *field = (uint32_t)(k >> 3);
+    *wt = (int)(k & 7);
+    if (*field == 0) return bad("field number 0");
+    return 0;
+}
+
+static int read_len(Cur *c, Cur *sub) {
+    uint64_t n;
+    if (read_varint(c, &n) < 0) return -1;
+    if (n > (uint64_t)(c->end - c->p)) return bad("length past the end");
+    sub->p = c->p;
+    sub->end = c->p + n;
+    c->p += n;
+    return 0;
+}
+
+static int skip(Cur *c, int wt) {
+    uint64_t v;
+    Cur sub;
+    switch (wt) {
+    case 0: return read_varint(c, &v);
+    case 1:
+        if (c->end - c->p < 8) return bad("truncated fixed64");
+        c->p += 8;
+        return 0;
+    case 2: return read_len(c, &sub);
+    case 5:
+        if (c->end - c->p < 4) return bad("truncated fixed32");
+        c->p += 4;
+        return 0;
+    default: return bad("unsupported wire type");
+    }
+}
+
+/* str if valid UTF-8, else bytes. New reference. */
+static PyObject *text(const uint8_t *p, Py_ssize_t n) {
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        s = PyBytes_FromStringAndSize((const char *)p, n);
+    }
+    return s;
+}
+
+static int read_only(PyObject *self, PyObject *value, void *closure) {
+    PyErr_Format(PyExc_AttributeError,
+                 "%s objects of a sluice compat consumer are read-only (they are views of the received bytes); "
+                 "to change a log, build a new LogGroup, or change the group's Topic/Source (which works)",
+                 Py_TYPE(self)->tp_name);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ Content (also used for LogTag) */
+typedef struct {
+    PyObject_HEAD
+    PyObject *key;
+    PyObject *value;
+} ContentObject;
+
+static PyTypeObject ContentType;
+
+static void content_dealloc(ContentObject *self) {
+    Py_XDECREF(self->key);
+    Py_XDECREF(self->value);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *content_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    static char *names[] = {"Key", "Value", NULL};
+    PyObject *key = NULL, *value = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:Content", names, &key, &value)) return NULL;
+    ContentObject *self = (ContentObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->key = key ? Py_NewRef(key) : PyUnicode_FromStringAndSize("", 0);
+    self->value = value ? Py_NewRef(value) : PyUnicode_FromStringAndSize("", 0);
+    if (self->key == NULL || self->value == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *content_key(ContentObject *self, void *c) { return Py_NewRef(self->key); }
+static PyObject *content_value(ContentObject *self, void *c) { return Py_NewRef(self->value); }
+
+static PyObject *content_repr(ContentObject *self) {
+    return PyUnicode_FromFormat("Content(Key=%R, Value=%R)", self->key, self->value);
+}
+
+static PyObject *content_richcompare(PyObject *a, PyObject *b, int op) {
+    if ((op != Py_EQ && op != Py_NE) || !PyObject_TypeCheck(b, &ContentType)) Py_RETURN_NOTIMPLEMENTED;
+    ContentObject *x = (ContentObject *)a, *y = (ContentObject *)b;
+    int eq = PyObject_RichCompareBool(x->key, y->key, Py_EQ);
+    if (eq < 0) return NULL;
+    if (eq) {
+        eq = PyObject_RichCompareBool(x->value, y->value, Py_EQ);
+        if (eq < 0) return NULL;
+    }
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+static PyGetSetDef content_getset[] = {
+    {"Key", (getter)content_key, read_only, "the field's (or tag's) key", NULL},
+    {"Value", (getter)content_value, read_only, "the field's (or tag's) value", NULL},
+    {NULL},
+};
+
+static PyTypeObject ContentType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sluice.consumer._sdklogs.Content",
+    .tp_basicsize = sizeof(ContentObject),
+    .tp_dealloc = (destructor)content_dealloc,
+    .tp_repr = (reprfunc)content_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One Content (or LogTag) of a received log: .Key, .Value (read-only).",
+    .tp_richcompare = content_richcompare,
+    .tp_getset = content_getset,
+    .tp_new = content_new,
+};
+
+/* ------------------------------------------------------------------ Log */
+typedef struct {
+    PyObject_HEAD
+    PyObject *contents; /* list of Content */
+    uint32_t time;
+    uint32_t time_ns;
+    int has_time_ns;
+} LogObject;
+
+static PyTypeObject LogType;
+
+static void log_dealloc(LogObject *self) {
+    Py_XDECREF(self->contents);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *log_time(LogObject *self, void *c) { return PyLong_FromUnsignedLong(self->time); }
+static PyObject *log_time_ns(LogObject *self, void *c) { return PyLong_FromUnsignedLong(self->time_ns); }
+static PyObject *log_contents(LogObject *self, void *c) { return Py_NewRef(self->contents); }
+
+static PyObject *log_repr(LogObject *self) {
+    return PyUnicode_FromFormat("Log(Time=%lu, Contents=%R)", (unsigned long)self->time, self->contents);
+}
+
+/* HasField("Time_ns") as the protobuf message answers it (the SDK's own code asks before reading Time_ns). */
+static PyObject *log_hasfield(LogObject *self, PyObject *name) {
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "HasField() takes a field name");
+        return NULL;
+    }
+    if (PyUnicode_CompareWithASCIIString(name, "Time_ns") == 0) return PyBool_FromLong(self->has_time_ns);
+    if (PyUnicode_CompareWithASCIIString(name, "Time") == 0) Py_RETURN_TRUE;
+    PyErr_Format(PyExc_ValueError, "Protocol message Log has no singular \"%U\" field.", name);
+    return NULL;
+}
+
+static PyGetSetDef log_getset[] = {
+    {"Time", (getter)log_time, read_only, "the log's time, unix seconds", NULL},
+    {"Time_ns", (getter)log_time_ns, read_only, "the nanosecond part of the time (0 when absent)", NULL},
+    {"Contents", (getter)log_contents, read_only, "the log's fields: a list of Content", NULL},
+    {NULL},
+};
+
+static PyMethodDef log_methods[] = {
+    {"HasField", (PyCFunction)log_hasfield, METH_O, "HasField(name): whether Time_ns was sent."},
+    {NULL},
+};
+
+static PyTypeObject LogType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sluice.consumer._sdklogs.Log",
+    .tp_basicsize = sizeof(LogObject),
+    .tp_dealloc = (destructor)log_dealloc,
+    .tp_repr = (reprfunc)log_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One received log: .Time, .Time_ns, .Contents (read-only).",
+    .tp_getset = log_getset,
+    .tp_methods = log_methods,
+};
+
+/* ------------------------------------------------------------------ decoding */
+typedef struct {
+    const uint8_t *ptr;
+    Py_ssize_t len;
+    PyObject *str; /* owned */
+} CachedKey;
+
+static PyObject *cached_key(CachedKey *cache, Py_ssize_t i, const uint8_t *p, Py_ssize_t n) {
+    if (i < KEY_CACHE) {
+        CachedKey *e = &cache[i];
+        if (e->str != NULL && e->len == n && memcmp(e->ptr, p, (size_t)n) == 0) return Py_NewRef(e->str);
+        PyObject *s = text(p, n);
+        if (s == NULL) return NULL;
+        Py_XSETREF(e->str, Py_NewRef(s));
+        e->ptr = p;
+        e->len = n;
+        return s;
+    }
+    return text(p, n);
+}
+
+static PyObject *new_content(PyObject *key, PyObject *value) { /* steals both */
+    ContentObject *c = PyObject_New(ContentObject, &ContentType);
+    if (c == NULL) {
+        Py_DECREF(key);
+        Py_DECREF(value);
+        return NULL;
+    }
+    c->key = key;
+    c->value = value;
+    return (PyObject *)c;
+}
+
+static PyObject *decode_log(Cur m, CachedKey *cache) {
+    PyObject *contents = PyList_New(0);
+    if (contents == NULL) return NULL;
+    uint64_t time = 0;
+    uint32_t time_ns = 0;
+    int has_ns = 0;
+    Py_ssize_t i = 0;
+    while (m.p < m.end) {
+        uint32_t f;
+        int wt;
+        if (read_key(&m, &f, &wt) < 0) goto fail;
+        if (f == 1 && wt == 0) {
+            if (read_varint(&m, &time) < 0) goto fail;
+        } else if (f == 2 && wt == 2) {
+            Cur content, k, v;
+            if (read_len(&m, &content) < 0) goto fail;
+            k.p = k.end = v.p = v.end = content.p;
+            while (content.p < content.end) { /* Key and Value: last occurrence wins, absent = "" */
+                uint32_t cf;
+                int cwt;
+                if (read_key(&content, &cf, &cwt) < 0) goto fail;
+                if (cwt == 2 && (cf == 1 || cf == 2)) {
+                    if (read_len(&content, cf == 1 ? &k : &v) < 0) goto fail;
+                } else if (skip(&content, cwt) < 0) {
+                    goto fail;
+                }
+            }
+            PyObject *key = cached_key(cache, i++, k.p, k.end - k.p);
+            if (key == NULL) goto fail;
+            PyObject *value = text(v.p, v.end - v.p);
+            if (value == NULL) {
+                Py_DECREF(key);
+                goto fail;
+            }
+            PyObject *c = new_content(key, value);
+            if (c == NULL) goto fail;
+            int r = PyList_Append(contents, c);
+            Py_DECREF(c);
+            if (r < 0) goto fail;
+        } else if (f == 4 && wt == 5) {
+            if (m.end - m.p < 4) {
+                bad("truncated fixed32");
+                goto fail;
+            }
+            time_ns = (uint32_t)m.p[0] | ((uint32_t)m.p[1] << 8) | ((uint32_t)m.p[2] << 16) | ((uint32_t)m.p[3] << 24);
+            has_ns = 1;
+            m.p += 4;
+        } else if (skip(&m, wt) < 0) {
+            goto fail;
+        }
+    }
+    LogObject *log = PyObject_New(LogObject, &LogType);
+    if (log == NULL) goto fail;
+    log->contents = contents;
+    log->time = (uint32_t)time;
+    log->time_ns = time_ns;
+    log->has_time_ns = has_ns;
+    return (PyObject *)log;
+fail:
+    Py_DECREF(contents);
+    return NULL;
+}
+
+/* decode_logs(buf) -> list[Log]: every Logs field (1) of one serialized LogGroup, in order. */
+static PyObject *decode_logs(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Cur g = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
+    CachedKey cache[KEY_CACHE];
+    memset(cache, 0, sizeof(cache));
+    PyObject *out = PyList_New(0);
+    if (out == NULL) goto done;
+    while (g.p < g.end) {
+        uint32_t f;
+        int wt;
+        Cur sub;
+        if (read_key(&g, &f, &wt) < 0) goto fail;
+        if (f == 1 && wt == 2) {
+            if (read_len(&g, &sub) < 0) goto fail;
+            PyObject *log = decode_log(sub, cache);
+            if (log == NULL) goto fail;
+            int r = PyList_Append(out, log);
+            Py_DECREF(log);
+            if (r < 0) goto fail;
+        } else if (skip(&g, wt) < 0) {
+            goto fail;
+        }
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    for (int i = 0; i < KEY_CACHE; i++) Py_XDECREF(cache[i].str);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_logs", decode_logs, METH_O,
+     "decode_logs(buf) -> list[Log]: the logs of one serialized LogGroup as read-only SDK-shaped objects "
+     "(.Time, .Time_ns, .Contents of Content(.Key, .Value)); ValueError on malformed input."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sdklogs", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__sdklogs(void) {
+    if (PyType_Ready(&ContentType) < 0 || PyType_Ready(&LogType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Content", (PyObject *)&ContentType) < 0 ||
+        PyModule_AddObjectRef(m, "Log", (PyObject *)&LogType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -363,6 +363,21 @@ class AsyncClient:
                           raw, raw_size, int(h.get("x-log-rawdatacount") or -1),
                           int(h.get("x-log-rawdatasize") or -1))
 
+    async def wait_shards(self, project: str, session: str, *, add: Sequence[tuple[str, int, str]] = (),
+                          reset: bool = False, wait: float = 0.0) -> list[tuple[str, int]]:
+        """Hub only (``POST /sluice/wait``; SLS has no such API and answers an error). Changes the wait
+        session ``session`` of ``project`` (``reset`` empties it first; ``add``: (logstore, shard, cursor)),
+        then waits up to ``wait`` seconds for any of its shards to have data past its cursor. Returns the
+        ready (logstore, shard) pairs, which have left the session (hub/waits.py, consumer/waiter.py).
+
+        Not retried: an answer lost on the way would not come a second time (its shards left the session);
+        after a failure the caller sends its whole set again with ``reset``."""
+        body = json.dumps({"session": session, "reset": reset, "add": [list(a) for a in add]}).encode()
+        headers = {"Content-Type": "application/json", "x-sluice-wait": f"{wait:g}"}
+        resp = await self.transport.request("POST", "/sluice/wait", project=project, body=body, headers=headers,
+                                            timeout=self.transport.timeout + wait, retry=False)
+        return [(str(ls), int(shard)) for ls, shard in resp.json()["ready"]]
+
     # ---------------------------------------------------------------- consumer groups
     async def create_consumer_group(self, project: str, logstore: str, group: str, timeout: int,
                                     in_order: bool = False) -> None:

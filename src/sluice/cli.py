@@ -62,11 +62,18 @@ def main(log_level: str, log_format: str) -> None:
                    "requests, replays included, get RequestTimeTooSkewed.")
 @click.option("--metrics-token", envvar="SLUICE_METRICS_TOKEN", default=None,
               help="Bearer token for GET /metrics (Prometheus); without it /metrics is open only with --no-auth.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Verify the data directory (index against segment files, every stored group) without "
+                   "changing anything, then exit: 0 if sound, 1 if damaged. Run it with the hub stopped.")
 def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], keys_file: Path | None, tls_cert: Path | None,
         tls_key: Path | None, no_auth: bool, sync: str, hostnames: tuple[str, ...], group_quota: int,
         max_put_bytes: int, max_put_logs: int, ttl_interval: float, max_inflight_bytes: int, inflight_wait: float,
-        body_timeout: float, idle_timeout: float, max_skew: float, metrics_token: str | None) -> None:
+        body_timeout: float, idle_timeout: float, max_skew: float, metrics_token: str | None,
+        check_only: bool = False) -> None:
     """Run the hub: an SLS-compatible log service on local disk."""
+    if check_only:
+        _check_data_dir(data_dir)
+        return
     from .hub.config import HubConfig, load_keys_file, parse_key_spec, parse_listen
     from .hub.server import run, tls_context
 
@@ -84,12 +91,31 @@ def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], keys_file: Pa
         tls_context(config)  # a bad certificate or key is a usage error, before anything starts
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    from .hub.store.check import StorageDamaged
+
     try:
         run(config)
+    except StorageDamaged as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {listen}: {exc}") from None
     except KeyboardInterrupt:
         pass
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """``sluice hub --check``: problems on stderr and exit 1, notes (what a start would tidy) on stdout."""
+    from .hub.store.check import check_data_dir
+
+    problems, notes = check_data_dir(data_dir)
+    for note in notes:
+        click.echo(f"note: {note}")
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem}", err=True)
+    if problems:
+        click.echo(f"{data_dir}: {len(problems)} problem(s); the hub will not start on it as it is", err=True)
+        raise SystemExit(1)
+    click.echo(f"{data_dir}: index and segment files agree")
 
 
 @main.command()

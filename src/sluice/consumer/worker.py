@@ -10,6 +10,12 @@ Tasks, all on one event loop (so one process can follow hundreds of logstores on
   hub a fetch long-polls; against SLS, empty fetches back off up to ``max_poll_interval``.
 * ``_checkpoint_routine``: writes marked checkpoints within ``checkpoint_interval`` of being marked.
 
+Connections: against a hub, a shard that caught up does not park a PullLogs of its own; it joins the
+process's wait session (``waiter.py``: one parked request per project and client, however many shards), and
+pulls when the hub says it has data. Short requests (heartbeats, checkpoints, cursors, pulls) of all the
+consumers on one client pass one semaphore, so a heartbeat round of 1,000 consumers does not open 1,000
+connections.
+
 Releasing a shard (revoked, or stopping) cancels the prefetch, lets the current batch finish, writes the
 checkpoint, and only then stops reporting the shard, so the next owner starts exactly where this one
 stopped (no duplicates on a planned rebalance). Stopping ends with an empty heartbeat that tells the hub we
@@ -31,6 +37,7 @@ from ..wire.batch import Batch
 from ..wire.cursor import decode_cursor
 from .config import ConsumerConfig
 from .processor import Handler, HandlerProcessor, Processor, ShardContext
+from .waiter import ShardWaiter, gate_for, waiter_for
 
 __all__ = ["AsyncConsumer", "ByteBudget"]
 
@@ -84,6 +91,9 @@ class AsyncConsumer:
         self.config = config
         self._make_processor: Callable[[], Processor] = processor or (lambda: HandlerProcessor(handler))  # type: ignore[arg-type]
         self.budget = budget or ByteBudget(config.max_in_flight_bytes)
+        self._gate = gate_for(client)  # short requests of every consumer on this client
+        self._waiter: ShardWaiter | None = waiter_for(client, config.project, config.long_poll) \
+            if config.long_poll else None
         self.shards: dict[int, _Shard] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -136,6 +146,8 @@ class AsyncConsumer:
         if self._started:
             with contextlib.suppress(E.SluiceError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._send_heartbeat([], leave=True), 10)
+        if self._waiter is not None:
+            await self._waiter.maybe_close()
 
     async def __aenter__(self) -> "AsyncConsumer":
         await self.start()
@@ -158,7 +170,8 @@ class AsyncConsumer:
     async def _send_heartbeat(self, held: list[int], *, leave: bool = False) -> list[int]:
         c = self.config
         headers = {"x-sluice-leave": "1"} if leave else None
-        return await self.client.heartbeat(c.project, c.logstore, c.group, c.consumer, held, headers=headers)
+        async with self._gate:
+            return await self.client.heartbeat(c.project, c.logstore, c.group, c.consumer, held, headers=headers)
 
     async def _heartbeat_routine(self) -> None:
         c = self.config
@@ -213,8 +226,9 @@ class AsyncConsumer:
                 return
             value = ctx.pending
             c = self.config
-            await self.client.update_checkpoint(c.project, c.logstore, c.group, state.shard, value,
-                                                consumer=c.consumer, force=False)
+            async with self._gate:
+                await self.client.update_checkpoint(c.project, c.logstore, c.group, state.shard, value,
+                                                    consumer=c.consumer, force=False)
             ctx.committed = value
 
     def _mark_dirty(self) -> None:
@@ -249,6 +263,10 @@ class AsyncConsumer:
 
     # ------------------------------------------------------------------ one shard
     async def _initial_cursor(self, shard: int) -> str:
+        async with self._gate:
+            return await self._read_initial_cursor(shard)
+
+    async def _read_initial_cursor(self, shard: int) -> str:
         c = self.config
         entries = await self.client.get_checkpoints(c.project, c.logstore, c.group, shard)
         saved = str(entries[0]["checkpoint"]) if entries else ""
@@ -277,14 +295,25 @@ class AsyncConsumer:
                 return None
         return await self.client.get_cursor(c.project, c.logstore, shard, c.end)
 
-    async def _fetch(self, shard: int, cursor: str, end_cursor: str | None, end_pending: bool = False) -> PullResult:
+    async def _fetch(self, shard: int, cursor: str, end_cursor: str | None, end_pending: bool = False,
+                     idle: bool = False) -> PullResult:
+        """The next batch at ``cursor``. ``idle``: the last pull found nothing, so wait for data first."""
         c = self.config
-        await self.budget.wait_below_limit()
         wait = c.long_poll or None
         if wait and end_pending:  # wake up when the end time passes, to fix the end cursor
             wait = max(0.05, min(wait, float(c.end or 0) - time.time()))
-        return await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
-                                           end_cursor=end_cursor, compress_type=c.compress_type, wait=wait)
+        elif self._waiter is not None and await self._waiter.available():
+            # a hub with wait sessions: the process's one parked request waits for this shard too
+            if idle:
+                await self._waiter.wait(c.logstore, shard, cursor)
+            wait = None
+        await self.budget.wait_below_limit()
+        if wait:  # a long-poll of its own (an older hub, or an end time to wait for): outside the gate
+            return await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
+                                               end_cursor=end_cursor, compress_type=c.compress_type, wait=wait)
+        async with self._gate:
+            return await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
+                                               end_cursor=end_cursor, compress_type=c.compress_type)
 
     async def _shard_routine(self, state: _Shard) -> None:
         try:
@@ -308,6 +337,7 @@ class AsyncConsumer:
             end_pending = c.end is not None and end_cursor is None
             await processor.initialize(ctx)
             delay = 0.05
+            idle = False  # the last pull found nothing
             while not state.releasing.is_set():
                 if end_pending and time.time() >= float(c.end or 0):
                     end_cursor = await self._retrying(lambda: self._end_cursor(shard), state, "find the end cursor")
@@ -316,7 +346,7 @@ class AsyncConsumer:
                         prefetch.cancel()
                         prefetch = None
                 if prefetch is None:
-                    prefetch = asyncio.create_task(self._fetch(shard, cursor, end_cursor, end_pending))
+                    prefetch = asyncio.create_task(self._fetch(shard, cursor, end_cursor, end_pending, idle))
                 waiter = asyncio.create_task(state.releasing.wait())
                 done, _ = await asyncio.wait({prefetch, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
@@ -340,6 +370,7 @@ class AsyncConsumer:
                     await asyncio.sleep(min(delay, 5.0))
                     delay = min(delay * 2, 5.0)
                     continue
+                idle = result.count == 0
                 if result.count == 0:
                     if end_cursor is not None and _at_or_past(result.next_cursor, end_cursor):
                         state.done_at_end = True

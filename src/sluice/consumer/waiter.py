@@ -1,0 +1,192 @@
+"""One connection for every idle shard of a process: the client side of the hub's wait sessions.
+
+Why: with one long-poll PullLogs per idle shard, a process following 1,000 logstores x 2 shards holds 2,000
+connections (and the hub as many descriptors). Against a hub, every consumer of this process that reads a
+project through one ``AsyncClient`` shares one ``ShardWaiter``: a shard that caught up calls ``wait(logstore,
+shard, cursor)``, which joins the process's wait session on the hub (``POST /sluice/wait``, hub/waits.py) and
+returns once the hub says the shard has data; the consumer then pulls with a short PullLogs. One request is
+parked per session; joins made in the same loop iteration go out together as one small request that
+supersedes the parked one (the hub answers the older one at once), so the set itself is sent only on reset.
+
+SLS has no such route: ``available()`` probes it once per waiter (a reset with no wait) and any SLS error
+means "not a hub"; consumers then keep their per-shard path (long-poll on old hubs, adaptive polling on SLS).
+
+Lost answers: a poll whose answer does not arrive may have taken ready shards out of the session, so after
+any failure the next poll sends the whole set again with ``reset`` (and the wait request is never retried
+by the transport). Spurious wake-ups are harmless (the shard pulls, finds nothing, waits again); a lost one
+is not, which is why a cancelled wait does not send a removal (a removal racing a re-join on another
+connection could drop the re-join): the hub forgets a shard it answers, and ``reset`` clears the rest.
+
+``gate_for(client)``: a process's consumers beat on one grid (worker.py), so 1,000 consumers send 1,000
+heartbeats in one loop iteration; unbounded, the client would open a connection for each. Short requests of
+the consumers on one client pass this semaphore (``DEFAULT_MAX_REQUESTS`` at a time); parked waits do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+from typing import TYPE_CHECKING
+
+from ..wire import errors as E
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient
+
+__all__ = ["DEFAULT_MAX_REQUESTS", "ShardWaiter", "gate_for", "waiter_for"]
+
+log = logging.getLogger("sluice.consumer")
+
+DEFAULT_MAX_REQUESTS = 32  # short requests in flight per client from its consumers (connections it opens)
+_Key = tuple[str, int]
+
+_waiters: "weakref.WeakKeyDictionary[AsyncClient, dict[str, ShardWaiter]]" = weakref.WeakKeyDictionary()
+_gates: "weakref.WeakKeyDictionary[AsyncClient, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def waiter_for(client: "AsyncClient", project: str, poll_wait: float) -> "ShardWaiter":
+    """The process's waiter for ``project`` through ``client`` (created on first use)."""
+    by_project = _waiters.setdefault(client, {})
+    waiter = by_project.get(project)
+    if waiter is None:
+        waiter = by_project[project] = ShardWaiter(client, project, poll_wait)
+    return waiter
+
+
+def gate_for(client: "AsyncClient") -> asyncio.Semaphore:
+    gate = _gates.get(client)
+    if gate is None:
+        gate = _gates[client] = asyncio.Semaphore(DEFAULT_MAX_REQUESTS)
+    return gate
+
+
+class ShardWaiter:
+    """The wait session of one (client, project) on a hub. Event loop only."""
+
+    def __init__(self, client: "AsyncClient", project: str, poll_wait: float) -> None:
+        self.client = client
+        self.project = project
+        self.poll_wait = poll_wait
+        self.session = uuid.uuid4().hex
+        self.supported: bool | None = None  # None until probed
+        self._probe: asyncio.Future[bool] | None = None
+        self._entries: dict[_Key, tuple[str, asyncio.Future[None]]] = {}  # waiting shards: cursor, waiter
+        self._added: dict[_Key, str] = {}  # joined since the last poll went out
+        self._reset = True  # the next poll sends the whole set
+        self._gen = 0  # number of the latest poll sent
+        self._kick_handle: asyncio.Handle | None = None
+        self._polls: set[asyncio.Task[None]] = set()
+        self._delay = 0.0  # back-off after failed polls
+        self.stats = {"polls": 0, "failures": 0, "wakeups": 0}
+
+    # ------------------------------------------------------------------ capability
+    async def available(self) -> bool:
+        """Whether the endpoint serves wait sessions (probed once; concurrent callers share the probe)."""
+        if self.supported is not None:
+            return self.supported
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._do_probe())
+        try:
+            return await asyncio.shield(self._probe)
+        finally:
+            if self._probe.done() and self._probe.exception() is not None:
+                self._probe = None  # a transport failure decides nothing: probe again next time
+
+    async def _do_probe(self) -> bool:
+        try:
+            await self.client.wait_shards(self.project, self.session, reset=True, wait=0)
+        except E.SLSError as exc:
+            log.info("%s: no wait sessions at this endpoint (%s: %s); each shard polls on its own",
+                     self.project, exc.error_code, exc)
+            self.supported = False
+            return False
+        self.supported = True
+        return True
+
+    # ------------------------------------------------------------------ waiting
+    async def wait(self, logstore: str, shard: int, cursor: str) -> None:
+        """Return when the hub reports data past ``cursor`` on the shard (or something a PullLogs must see:
+        read-only, gone, bad cursor). Cancelling it (a released shard) just stops waiting."""
+        key = (logstore, shard)
+        previous = self._entries.get(key)
+        if previous is not None and not previous[1].done():
+            previous[1].set_result(None)  # one waiter per shard; a stale one returns and pulls
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._entries[key] = (cursor, fut)
+        self._added[key] = cursor
+        self._kick()
+        try:
+            await fut
+        finally:
+            if self._entries.get(key, (None, None))[1] is fut:
+                del self._entries[key]
+                self._added.pop(key, None)
+
+    def _kick(self) -> None:
+        """Send the pending joins with the next loop iteration: joins of one iteration share one request."""
+        if self._kick_handle is None:
+            self._kick_handle = asyncio.get_running_loop().call_soon(self._send)
+
+    def _send(self) -> None:
+        self._kick_handle = None
+        if not self._entries:
+            self._added.clear()
+            return  # nothing to wait for; a parked poll ends on its own
+        if self._reset:
+            add = [(ls, shard, cursor) for (ls, shard), (cursor, _) in self._entries.items()]
+            reset, self._reset = True, False
+        else:
+            add = [(ls, shard, cursor) for (ls, shard), cursor in self._added.items()]
+            reset = False
+        self._added.clear()
+        self._gen += 1
+        task = asyncio.create_task(self._poll(self._gen, add, reset), name="sluice-wait")
+        self._polls.add(task)
+        task.add_done_callback(self._polls.discard)
+
+    async def _poll(self, gen: int, add: list[tuple[str, int, str]], reset: bool) -> None:
+        self.stats["polls"] += 1
+        try:
+            ready = await self.client.wait_shards(self.project, self.session, add=add, reset=reset,
+                                                  wait=self.poll_wait)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: resend the whole set, after a back-off
+            self.stats["failures"] += 1
+            self._reset = True
+            if not (isinstance(exc, E.SLSError) and exc.error_code == "WaitSessionNotExist"):
+                self._delay = min(max(self._delay * 2, 0.2), 5.0)
+                log.warning("%s: wait on the hub failed (%s); resending the set in %.1fs", self.project, exc,
+                            self._delay)
+                await asyncio.sleep(self._delay)
+            self._kick()
+            return
+        self._delay = 0.0
+        for key in ready:
+            entry = self._entries.get(key)
+            if entry is not None and not entry[1].done():
+                self.stats["wakeups"] += 1
+                entry[1].set_result(None)
+        if gen == self._gen and self._entries:
+            self._kick()  # the latest poll ended: park the next one
+
+    async def maybe_close(self) -> None:
+        """A consumer stopped: when no shard of the process waits any more, end the parked poll (it would
+        otherwise outlive its consumers by up to ``poll_wait``)."""
+        if not self._entries:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._kick_handle is not None:
+            self._kick_handle.cancel()
+            self._kick_handle = None
+        self._reset = True  # the hub may keep the session; the next use starts it over
+        for task in list(self._polls):
+            task.cancel()
+        for task in list(self._polls):
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - closing
+                pass

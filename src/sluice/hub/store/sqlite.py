@@ -165,6 +165,7 @@ class SQLiteStore:
         self._shards_by_uid: dict[int, ShardMeta] = {}
         self._next_seq: dict[int, int] = {}
         self._last_recv: dict[int, int] = {}
+        self._first_recv: dict[int, int] = {}  # receive time of each shard's oldest kept group (retention)
         self._listeners: list[Callable[[set[int]], None]] = []
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -223,9 +224,10 @@ class SQLiteStore:
             if last is not None:
                 shard.end_seq = max(begin_seq, (last[0] & _SEQ_MASK) + 1)
                 shard.last_write_ms = last[1]
-            first = c.execute("SELECT id FROM log WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
+            first = c.execute("SELECT id, recv_ms FROM log WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
                               (lo, lo + _SEQ_MASK + 1)).fetchone()
             if first is not None:
+                self._first_recv[uid] = first[1]
                 shard.begin_seq = max(begin_seq, first[0] & _SEQ_MASK)
             self.logstores[(project, ls)].shards[sid] = shard
             self._shards_by_uid[uid] = shard
@@ -529,6 +531,7 @@ class SQLiteStore:
             self._shards_by_uid.pop(s.uid, None)
             self._next_seq.pop(s.uid, None)
             self._last_recv.pop(s.uid, None)
+            self._first_recv.pop(s.uid, None)
 
     def _insert_shard(self, conn: sqlite3.Connection, project: str, logstore: str, shard_id: int, lo: int, hi: int,
                       now: int, parents: tuple[int, ...]) -> ShardMeta:
@@ -636,6 +639,7 @@ class SQLiteStore:
                          ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, framed))
 
             def post() -> None:
+                self._first_recv.setdefault(shard.uid, now_ms)
                 shard.end_seq = max(shard.end_seq, seq + 1)
                 shard.last_write_ms = now_ms
                 shard.bytes_stored += size
@@ -732,35 +736,49 @@ class SQLiteStore:
 
     def expire(self, shard: ShardMeta, cutoff_ms: int) -> concurrent.futures.Future[Any]:
         """Delete groups received before ``cutoff_ms``; the shard's begin moves to the oldest kept. Resolves
-        to the number deleted.
+        to the number deleted. Never blocks: safe to call on the event loop.
 
-        Cost follows what is deleted: a shard with nothing to expire costs one index lookup (its oldest
-        group's receive time), and deleting runs in transactions of at most ``expire_batch`` groups, each
-        queued behind whatever arrived meanwhile, so PutLogs and checkpoints never wait for a whole pass.
-        Segments whose groups are all gone are deleted, the current one too once the shard is empty."""
+        Cost follows what is deleted: a shard with nothing to expire costs a dict lookup (its oldest
+        group's receive time is kept in memory), and deleting runs in writer transactions of at most
+        ``expire_batch`` groups (found by a binary search inside that window), each queued behind whatever
+        arrived meanwhile, so PutLogs and checkpoints never wait for a whole pass. Segments whose groups
+        are all gone are deleted, the current one too once the shard is empty."""
         total: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        if shard.begin_seq >= shard.end_seq:
+        first = self._first_recv.get(shard.uid)
+        if shard.begin_seq >= shard.end_seq or first is None or first >= cutoff_ms:
             total.set_result(0)
             return total
-        oldest = self.recv_time_ms(shard, shard.begin_seq)
-        if oldest is not None and oldest >= cutoff_ms:
-            total.set_result(0)
-            return total
-        boundary = self.seq_at_time(shard, cutoff_ms)
         deleted = [0]
+        uid = shard.uid
+        base = uid << SEQ_BITS
 
         def fn(conn: sqlite3.Connection) -> tuple[Any, Callable[[], None] | None]:
             lo = shard.begin_seq
-            hi = min(boundary, lo + self.expire_batch)
-            if hi <= lo or shard.uid not in self._shards_by_uid:
+            if uid not in self._shards_by_uid:
                 return 0, None
-            base = shard.uid << SEQ_BITS
+            window = min(shard.end_seq, lo + self.expire_batch)
+            a, b = lo, window  # first seq in [lo, window) received at or after the cutoff (monotonic times)
+            while a < b:
+                mid = (a + b) // 2
+                row = conn.execute("SELECT recv_ms FROM log WHERE id=?", (base | mid,)).fetchone()
+                if row is not None and row[0] >= cutoff_ms:
+                    b = mid
+                else:
+                    a = mid + 1
+            hi = a
+            if hi <= lo:
+                return 0, None
             conn.execute("DELETE FROM log WHERE id >= ? AND id < ?", (base | lo, base | hi))
-            conn.execute("UPDATE shards SET begin_seq=? WHERE uid=?", (hi, shard.uid))
+            conn.execute("UPDATE shards SET begin_seq=? WHERE uid=?", (hi, uid))
+            row = conn.execute("SELECT recv_ms FROM log WHERE id=?", (base | hi,)).fetchone()
 
             def post() -> None:
                 shard.begin_seq = max(shard.begin_seq, hi)
-                self.segments.drop_before(shard.uid, hi, everything=hi >= self._next_seq.get(shard.uid, 0))
+                if row is None:
+                    self._first_recv.pop(uid, None)
+                else:
+                    self._first_recv[uid] = row[0]
+                self.segments.drop_before(uid, hi, everything=hi >= self._next_seq.get(uid, 0))
             return hi - lo, post
 
         def step(fut: concurrent.futures.Future[Any]) -> None:  # runs on the writer thread
@@ -768,8 +786,10 @@ class SQLiteStore:
             if exc is not None:
                 total.set_exception(exc)
                 return
-            deleted[0] += fut.result() or 0
-            if fut.result() and shard.begin_seq < boundary:
+            n = fut.result() or 0
+            deleted[0] += n
+            first = self._first_recv.get(uid)
+            if n and first is not None and first < cutoff_ms and shard.begin_seq < shard.end_seq:
                 self._submit(fn).add_done_callback(step)
             else:
                 total.set_result(deleted[0])

@@ -8,8 +8,11 @@ import pytest
 
 from sluice.pipelines.config import load_job, parse_duration
 from sluice.pipelines.monitor.alerters import dingtalk_sign
-from sluice.pipelines.monitor.rules import RuleEngine
+from sluice.pipelines.monitor.scan import Scanner
+from sluice.pipelines.monitor.state import partial_records
+from sluice.pipelines.monitor.windows import Evaluator
 from sluice.wire.batch import Batch
+from sluice.wire.cursor import encode_cursor
 from sluice.wire.errors import ConfigError
 from sluice.wire.loggroup import LogGroup, frame_groups
 
@@ -70,35 +73,57 @@ def test_parse_duration() -> None:
     assert parse_duration("250ms") == 0.25 and parse_duration("5m") == 300 and parse_duration(7) == 7
 
 
-def _batch(logs: list[dict[str, str]]) -> Batch:
+def _batch(logs: list[dict[str, str]], t: int = 1700000000, seq: int = 0) -> Batch:
     g = LogGroup()
     g.Topic = "t"
     for d in logs:
         entry = g.Logs.add()
-        entry.Time = 1700000000
+        entry.Time = t
         for k, v in d.items():
             c = entry.Contents.add()
             c.Key, c.Value = k, v
     raw = frame_groups([g.SerializeToString()])
-    return Batch(project="p", logstore="l", shard=0, cursor="MA==", next_cursor="MQ==", count=1, raw=raw)
+    return Batch(project="p", logstore="l", shard=0, cursor=encode_cursor(seq), next_cursor=encode_cursor(seq + 1),
+                 count=1, raw=raw)
+
+
+class _Engine:
+    """The consumer's scanner and the evaluator back to back, as one process sees them (no state logstore):
+    windows are in log time, so the "clock" is the logs' own time."""
+
+    def __init__(self, job) -> None:  # type: ignore[no-untyped-def]
+        self.scanner = Scanner(job.monitor)
+        self.ev = Evaluator(job.monitor, "g")
+        self.ev.apply_shards({"shards": {"src": [0]}})
+        self.seq = 0
+
+    def scan(self, logs: list[dict[str, str]], t: int) -> list[dict]:  # type: ignore[type-arg]
+        batch = _batch(logs, t, self.seq)
+        self.seq += 1
+        entries, wm = self.scanner.scan(batch)
+        fired = []
+        for _, body in partial_records("src", 0, self.seq - 1, self.seq, wm, entries):
+            fired += self.ev.apply_partial(body)
+        return fired
 
 
 def test_threshold_window_and_dedup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An alert fires when matches within the window reach the threshold, once per dedup period."""
+    """An alert fires when matches within the window reach the threshold, once per dedup period (log time)."""
     monkeypatch.setenv("AK", "x")
     job = load_job(_write(tmp_path, GOOD))
     assert job.monitor is not None
-    engine = RuleEngine(job.monitor)
-    two = _batch([{"status": "500"}, {"status": "200"}, {"status": "503"}])
-    assert engine.scan(two, now=0.0) == []  # 2 < threshold 3
-    alerts = engine.scan(_batch([{"status": "502"}]), now=1.0)
-    assert [a.rule for a in alerts] == ["http-5xx"] and alerts[0].count == 3 and alerts[0].samples
-    assert engine.scan(_batch([{"status": "500"}] * 5), now=2.0) == []  # deduplicated
-    assert [a.rule for a in engine.scan(_batch([{"status": "500"}] * 3), now=400.0)] == ["http-5xx"]
+    engine = _Engine(job)
+    t = 1700000010  # 10 s into a 60 s window
+    assert engine.scan([{"status": "500"}, {"status": "200"}, {"status": "503"}], t) == []  # 2 < threshold 3
+    alerts = engine.scan([{"status": "502"}], t + 1)
+    assert [a["rule"] for a in alerts] == ["http-5xx"] and alerts[0]["count"] == 3 and alerts[0]["samples"]
+    assert (alerts[0]["from"], alerts[0]["to"]) == (t, t + 1)
+    assert engine.scan([{"status": "500"}] * 5, t + 2) == []  # deduplicated
+    assert [a["rule"] for a in engine.scan([{"status": "500"}] * 3, t + 400)] == ["http-5xx"]
     # the window forgets old matches
-    engine2 = RuleEngine(job.monitor)
-    engine2.scan(_batch([{"status": "500"}, {"status": "500"}]), now=0.0)
-    assert engine2.scan(_batch([{"status": "500"}]), now=100.0) == []
+    engine2 = _Engine(job)
+    engine2.scan([{"status": "500"}, {"status": "500"}], t)
+    assert engine2.scan([{"status": "500"}], t + 100) == []
 
 
 def test_keyword_rule_prefilters_raw_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,11 +131,12 @@ def test_keyword_rule_prefilters_raw_bytes(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("AK", "x")
     job = load_job(_write(tmp_path, GOOD))
     assert job.monitor is not None
-    engine = RuleEngine(job.monitor)
+    scanner = Scanner(job.monitor)
     quiet = _batch([{"msg": "all good"}])
-    assert engine.scan(quiet, now=0.0) == [] and "_full" not in quiet.LogGroups[0].__dict__
-    alerts = engine.scan(_batch([{"msg": "an ERROR happened"}]), now=0.0)
-    assert [a.rule for a in alerts] == ["errors"]
+    assert scanner.scan(quiet)[0] == [] and "_full" not in quiet.LogGroups[0].__dict__
+    engine = _Engine(job)
+    alerts = engine.scan([{"msg": "an ERROR happened"}], 1700000000)
+    assert [a["rule"] for a in alerts] == ["errors"]
 
 
 def test_dingtalk_signature() -> None:

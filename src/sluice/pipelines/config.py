@@ -110,18 +110,31 @@ class Rule(_Model):
     regex: str | None = None
     keyword: str | None = None
     threshold: int = Field(default=1, ge=1)
-    window: float = 60.0
+    window: float = 60.0  # log time; windows are aligned to multiples of ``slide`` (default: the window)
+    slide: float | None = None  # sliding (hopping) windows: a new window every ``slide`` seconds
     group_by: str | None = None  # a field whose value keys dedup, e.g. host
 
-    @field_validator("window", mode="before")
+    @field_validator("window", "slide", mode="before")
     @classmethod
-    def _window(cls, v: Any) -> float:
-        return parse_duration(v)
+    def _window(cls, v: Any) -> float | None:
+        if v is None:
+            return None
+        d = parse_duration(v)
+        if d < 1 or d != int(d):
+            raise ValueError("windows are whole seconds, at least 1s")
+        return d
+
+    @property
+    def step(self) -> float:
+        """How far apart consecutive windows start: the window (tumbling) or the slide."""
+        return self.slide or self.window
 
     @model_validator(mode="after")
     def _one_matcher(self) -> "Rule":
         if (self.regex is None) == (self.keyword is None):
             raise ValueError(f"rule {self.name!r} needs exactly one of regex or keyword")
+        if self.slide is not None and (self.slide > self.window or self.window % self.slide):
+            raise ValueError(f"rule {self.name!r}: window must be a whole multiple of slide")
         if self.regex is not None:
             try:
                 re.compile(self.regex)
@@ -149,7 +162,21 @@ class Email(_Model):
     to: list[str] = Field(min_length=1)
     username: str | None = None
     password: str | None = None
-    starttls: bool = False
+    starttls: bool = False  # kept for old files: the same as tls: starttls
+    # none | starttls (upgrade a plain connection, port 25/587) | implicit (TLS from the first byte, port 465);
+    # default: implicit on port 465, else starttls when starttls: true, else none
+    tls: Literal["none", "starttls", "implicit"] | None = None
+    ca_bundle: str | None = None  # PEM CA certificates to verify the server against (default: system store)
+    tls_verify: bool = True
+    timeout: float = 15.0
+
+    @property
+    def tls_mode(self) -> str:
+        if self.tls is not None:
+            return self.tls
+        if self.port == 465:
+            return "implicit"
+        return "starttls" if self.starttls else "none"
 
 
 class AlerterSpec(_Model):
@@ -166,16 +193,40 @@ class AlerterSpec(_Model):
         return self
 
 
+class MonitorState(_Model):
+    """Where the job's processes meet: a logstore with one shard (created by the job if missing) that
+    carries partial counts, watermarks, delivery marks and snapshots (docs/pipelines.md)."""
+
+    project: str | None = None  # default: the first source's project (on the first source's endpoint)
+    logstore: str | None = None  # default: sluice-monitor-<group>
+    ttl: int = Field(default=7, ge=1, le=3650)  # days the records are kept
+
+
 class Monitor(_Model):
     rules: list[Rule] = Field(min_length=1)
     alerters: list[AlerterSpec] = Field(default_factory=lambda: [AlerterSpec(log={})])
-    dedup: float = 300.0
-    samples: int = 3
+    dedup: float = 300.0  # log time: one alert per rule and key per period
+    samples: int = Field(default=3, ge=0, le=100)
+    lateness: float = 5.0  # allowed lateness: how far behind the watermark a log may arrive and still count
+    state: MonitorState = Field(default_factory=MonitorState)
+    delivery_attempts: int = Field(default=0, ge=0)  # per alert and alerter; 0: until delivered
+    retry_max_interval: float = 60.0  # back-off between attempts doubles from 1 s up to this
 
-    @field_validator("dedup", mode="before")
+    @field_validator("dedup", "lateness", "retry_max_interval", mode="before")
     @classmethod
     def _dedup(cls, v: Any) -> float:
-        return parse_duration(v)
+        d = parse_duration(v)
+        if d < 0:
+            raise ValueError("must be >= 0")
+        return d
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Monitor":
+        names = [r.name for r in self.rules]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"rule names must be unique: {', '.join(sorted(dup))}")
+        return self
 
 
 # ------------------------------------------------------------------------------------------------ forward

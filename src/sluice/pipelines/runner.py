@@ -27,8 +27,7 @@ from .clients import ClientPool
 from .config import JobConfig
 from .dispatch import DispatchProcessor, Router
 from .forward import ForwardProcessor, Sink, build_sinks
-from .monitor import AlertDispatcher, MonitorProcessor, RuleEngine
-from .monitor.alerters import build_alerter
+from .monitor import MonitorRuntime
 
 __all__ = ["Job", "run_job"]
 
@@ -45,8 +44,7 @@ class Job:
         self.clients = ClientPool()
         self.counters: dict[str, int] = {}
         self.consumers: list[AsyncConsumer] = []
-        self.dispatcher: AlertDispatcher | None = None
-        self.engine: RuleEngine | None = None
+        self.monitor: MonitorRuntime | None = None
         self.sinks: list[Sink] = build_sinks(config.forward) if config.forward is not None else []
         self.failure: str | None = None
         self.on_failure: Callable[[], None] | None = None
@@ -93,11 +91,10 @@ class Job:
         budget = ByteBudget(256 << 20)
         for sink in self.sinks:
             await sink.start()
-        if c.monitor is not None:
-            self.engine = RuleEngine(c.monitor)
-            self.dispatcher = AlertDispatcher([build_alerter(a) for a in c.monitor.alerters])
-            await self.dispatcher.start()
         consumer_name = c.consumer or default_consumer_name()
+        if c.monitor is not None:
+            self.monitor = MonitorRuntime(c, self.clients, self.counters, consumer_name)
+            await self.monitor.start()
         for src in c.sources:
             client = self.clients.get(src.endpoint, src.access_key_id, src.access_key_secret, src.security_token,
                                       ca_bundle=src.ca_bundle, tls_verify=src.tls_verify)
@@ -110,9 +107,8 @@ class Job:
                     sinks, drain = self.sinks, c.forward.drain_timeout
                     make = lambda: ForwardProcessor(sinks, self.counters, drain)  # noqa: E731
                 else:
-                    assert self.engine is not None and self.dispatcher is not None
-                    engine, dispatcher = self.engine, self.dispatcher
-                    make = lambda: MonitorProcessor(engine, dispatcher, self.counters)  # noqa: E731
+                    assert self.monitor is not None
+                    make = lambda m=self.monitor, cl=client, p=src.project, ls=ls: m.processor(cl, p, ls)  # noqa: E731
                 cfg = ConsumerConfig(project=src.project, logstore=ls, group=c.group, consumer=consumer_name,
                                      start=str(c.start), end=None if c.end is None else str(c.end),
                                      heartbeat_interval=c.heartbeat_interval)
@@ -127,14 +123,14 @@ class Job:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return {"consumers": len(self.consumers), "shards": shards, **self.counters,
                 "mb_per_s": self.counters.get("bytes_in", 0) / 1e6 / elapsed,
-                "matched": self.engine.matched if self.engine else 0}
+                "matched": self.monitor.matched() if self.monitor else 0}
 
     async def stop(self) -> None:
         for sink in self.sinks:  # processors waiting for buffer space return now; held events still drain
             sink.halt()
         await asyncio.gather(*(c.stop() for c in self.consumers), return_exceptions=True)
-        if self.dispatcher is not None:
-            await self.dispatcher.aclose()
+        if self.monitor is not None:  # after the data consumers: their last partial counts are written
+            await self.monitor.aclose()
         for sink in self.sinks:  # after the consumers: their shards drained the sinks on release
             await sink.aclose()
         await self.clients.aclose()
@@ -292,15 +288,21 @@ class _JobCollector:
                 buffered.add_metric([sink.kind], sink.buffered)
             yield from families.values()
             yield buffered
-        if self.job.dispatcher is not None:
+        if self.job.monitor is not None:
+            mon = self.job.monitor
             sent = CounterMetricFamily("sluice_job_alerts_sent", "Alerts delivered per alerter", labels=["alerter"])
             failed = CounterMetricFamily("sluice_job_alerts_failed", "Alerts given up per alerter", labels=["alerter"])
-            for name, n in self.job.dispatcher.sent.items():
-                sent.add_metric([name], n)
-            for name, n in self.job.dispatcher.failed.items():
-                failed.add_metric([name], n)
+            attempts = CounterMetricFamily("sluice_job_alert_attempts_failed", "Failed alert delivery attempts "
+                                           "per alerter (each is retried)", labels=["alerter"])
+            for fam, key in ((sent, "sent"), (failed, "failed"), (attempts, "attempts_failed")):
+                for name, n in mon.stats[key].items():
+                    fam.add_metric([name], n)
             yield sent
             yield failed
+            yield attempts
+            yield CounterMetricFamily("sluice_job_monitor_late_logs", "Matches dropped because their window had "
+                                      "closed (older than the watermark by more than the allowed lateness)",
+                                      value=mon.late)
 
 
 def serve_metrics(job: Job, port: int, host: str = "127.0.0.1") -> None:

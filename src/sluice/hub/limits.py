@@ -21,7 +21,9 @@ set from ``idle_timeout`` in ``server.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -103,6 +105,19 @@ class RequestLimits:
                 raw_size = self.max_body
             size += min(max(raw_size, 0), self.max_body)
         return size
+
+    @contextlib.asynccontextmanager
+    async def held(self, n: int, what: str) -> AsyncIterator[None]:
+        """Hold ``n`` bytes of the same in-flight budget as request bodies while work other than a body runs (a
+        console tail poll), so that work and the API's bodies share one bound; ServerBusy if no room comes
+        within ``inflight_wait``."""
+        if not await self.budget.acquire(n, self.wait):
+            raise E.ServerBusy(f"the hub is holding {self.budget.used} bytes of in-flight work (limit "
+                               f"{self.budget.capacity}); {what} can retry later")
+        try:
+            yield
+        finally:
+            self.budget.release(n)
 
     async def read_body(self, raw: web.Request) -> bytes:
         """The request's body, read within the limits; raises PostBodyTooLarge, ServerBusy or RequestTimeout

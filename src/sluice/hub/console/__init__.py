@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from concurrent.futures import Executor
 from importlib import resources
@@ -35,8 +36,8 @@ from ...wire import errors as E
 from ..auth import ANONYMOUS, Principal
 from . import pages, views
 from .rates import RateSampler
-from .session import COOKIE_NAME, SessionStore
-from .tail import DEFAULT_BACK, MAX_BACK, make_filter, parse_cursor, read_tail
+from .session import COOKIE_NAME, SessionStore, SignInThrottle
+from .tail import DEFAULT_BACK, MAX_BACK, RESERVE_BYTES, make_filter, parse_cursor, read_tail
 
 if TYPE_CHECKING:
     from ..app import Hub
@@ -79,6 +80,8 @@ class Console:
         self.hub = hub
         self.executor = executor
         self.sessions = SessionStore()
+        self.throttle = SignInThrottle()  # failed sign-ins per key and per address (session.py)
+        self._known_keys = frozenset(hub.config.key_table())
         self.rates = RateSampler(hub)
         root = resources.files(__package__) / "static"
         self._static = {name: (root / name).read_bytes() for name in _STATIC_TYPES}
@@ -203,8 +206,14 @@ class Console:
             raise E.PostBodyTooLarge(f"a sign-in form is at most {_MAX_FORM_BYTES} bytes")
         form = await raw.post()
         key_id, secret, next_path = (str(form.get(k, "")) for k in ("key_id", "secret", "next"))
+        bucket, address, now = (key_id if key_id in self._known_keys else ""), raw.remote or "", time.monotonic()
+        wait = self.throttle.retry_after(bucket, address, now)
+        if wait > 0:  # checked before the secret: a throttled guess learns nothing
+            raise E.SLSError(f"too many failed sign-ins for this key or from this address; try again in "
+                             f"{math.ceil(wait)} s", error_code="TooManySignIns", http_status=429)
         principal = self.hub.auth.login(key_id, secret) if key_id and secret else None
         if principal is None:
+            self.throttle.failed(bucket, address, now)
             # The form again, with the reason: a 200, as the page itself is fine (browsers log any 4xx document
             # as a console error). Nothing is set, so nothing is signed in.
             return self._html(pages.login_page(error="Wrong AccessKeyId or AccessKeySecret.",
@@ -294,6 +303,7 @@ class Console:
         match = make_filter(q.get("q", ""), regex in ("1", "true", "on"))
         with self.hub.store.lock:
             shards = sorted(meta.shards.values(), key=lambda s: s.shard_id)
-        result = await self._in_executor(read_tail, self.hub.store, shards, positions, back, match)
+        async with self.hub.limits.held(RESERVE_BYTES, "the console tail"):  # bounded work (tail.py)
+            result = await self._in_executor(read_tail, self.hub.store, shards, positions, back, match)
         return self._json({"cursor": result.cursor, "logs": result.logs, "dropped": result.dropped,
                            "scanned": result.scanned, "shards": len(shards)})

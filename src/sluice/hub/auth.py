@@ -20,6 +20,7 @@ This module decides; it does no I/O and knows no HTTP beyond header names.
 
 from __future__ import annotations
 
+import enum
 import hmac
 import time
 from dataclasses import dataclass
@@ -29,18 +30,19 @@ from ..wire import errors as E
 from ..wire.signing import verify_request
 from .config import AccessKey, HubConfig
 
-__all__ = ["Authenticator", "Principal", "ANONYMOUS", "READ_APIS", "CONSUMER_APIS", "ADMIN_APIS", "authorize"]
+__all__ = ["Authenticator", "Principal", "ANONYMOUS", "Access", "authorize"]
 
-#: APIs that only read a project's data or metadata (names as in ``metrics.api_name``).
-READ_APIS = frozenset({"GetProject", "ListLogstore", "GetLogstore", "ListShards", "PullLogs", "GetCursor",
-                       "GetCursorTime", "ListConsumerGroup", "GetCheckPoint"})
-#: Consumer-group bookkeeping a reader needs: both the SDK's ConsumerWorker and sluice's consumer create or
-#: update their group at start, then heartbeat and commit. Allowed to read-only keys.
-CONSUMER_APIS = frozenset({"CreateConsumerGroup", "UpdateConsumerGroup", "Heartbeat", "UpdateCheckPoint"})
-#: The project namespace itself: only a key for every project that is not read-only.
-ADMIN_APIS = frozenset({"CreateProject", "DeleteProject"})
-# Every other API (PutLogs, logstore and shard changes, DeleteConsumerGroup, UpdateProject, anything unknown)
-# is a write on its project.
+
+class Access(enum.Enum):
+    """What an API does to its project, for the access decision. Each route-table entry (``hub/routes.py``)
+    names its class; a request no entry takes is a WRITE."""
+
+    READ = "read"  # only reads a project's data or metadata
+    CONSUME = "consume"  # consumer-group bookkeeping a reader needs (create/update group, heartbeat, checkpoint)
+    WRITE = "write"  # PutLogs, logstore, shard and project changes, DeleteConsumerGroup, anything unknown
+    ADMIN = "admin"  # the project namespace itself (create, delete a project)
+    LIST = "list"  # ListProject: open to every key, filtered to the key's projects by the handler
+
 
 _TOKEN_HEADER = "x-acs-security-token"
 
@@ -70,17 +72,18 @@ class Principal:
         """Every project, read and write: may also create and delete projects."""
         return self.projects is None and not self.read_only
 
-    def may(self, api: str, project: str | None) -> bool:
-        """Whether this principal may call ``api`` on ``project`` (None: the request names no project)."""
-        if api == "ListProject":
-            return True  # filtered to the principal's projects by the caller
-        if api in ADMIN_APIS:
+    def may(self, access: Access, project: str | None) -> bool:
+        """Whether this principal may call an API of class ``access`` on ``project`` (None: the request names
+        no project)."""
+        if access is Access.LIST:
+            return True  # filtered to the principal's projects by the handler
+        if access is Access.ADMIN:
             return self.is_unrestricted
         if project is None:
             return True  # the route answers ProjectNotExist; nothing to protect
-        if api in READ_APIS:
+        if access is Access.READ:
             return self.can_read(project)
-        if api in CONSUMER_APIS:
+        if access is Access.CONSUME:
             return self.can_consume(project)
         return self.can_write(project)
 
@@ -88,14 +91,15 @@ class Principal:
 ANONYMOUS = Principal(key_id=None)  # what every request is with --no-auth
 
 
-def authorize(principal: Principal, api: str, project: str | None) -> None:
-    """Raise SLS's 401 ``Unauthorized`` unless ``principal`` may call ``api`` on ``project``.
+def authorize(principal: Principal, access: Access, api: str, project: str | None) -> None:
+    """Raise SLS's 401 ``Unauthorized`` unless ``principal`` may call ``api`` (of class ``access``) on
+    ``project``.
 
     The refusal for a project outside the key's set reads the same whether the project exists or not, and
     is decided before anything looks the project up, so it reveals nothing about other projects."""
-    if principal.may(api, project):
+    if principal.may(access, project):
         return
-    if api in ADMIN_APIS:
+    if access is Access.ADMIN:
         why = "creating or deleting projects needs an access key for every project that is not read-only"
     elif principal.read_only and (project is None or principal.can_read(project)):
         why = f"access key {principal.key_id!r} is read-only"

@@ -14,17 +14,19 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .app import Hub
+    from .coordinators import Coordinators
+    from .store.sqlite import SQLiteStore
 
 __all__ = ["HubMetrics"]
 
 
 class _StateCollector(Collector):
-    def __init__(self, hub: "Hub") -> None:
-        self.hub = hub
+    def __init__(self, store: "SQLiteStore", coordinators: "Coordinators") -> None:
+        self.store = store
+        self.coordinators = coordinators
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        store = self.hub.store
+        store = self.store
         stored = GaugeMetricFamily("sluice_hub_shard_bytes", "Bytes of LogGroups stored per shard",
                                    labels=["project", "logstore", "shard", "status"])
         groups = GaugeMetricFamily("sluice_hub_shard_log_groups", "LogGroups retained per shard",
@@ -44,7 +46,7 @@ class _StateCollector(Collector):
                     stored.add_metric([project, name, str(s.shard_id), s.status], s.bytes_stored)
                     groups.add_metric([project, name, str(s.shard_id)], s.end_seq - s.begin_seq)
                 for g in ls.groups.values():
-                    coord = self.hub.coordinators.get((project, name, g.name))
+                    coord = self.coordinators.get((project, name, g.name))
                     consumers.add_metric([project, name, g.name], len(coord.members(now)) if coord else 0)
                     for s in ls.shards.values():
                         cp = g.checkpoints.get(s.shard_id)
@@ -54,7 +56,10 @@ class _StateCollector(Collector):
 
 
 class HubMetrics:
-    def __init__(self, hub: "Hub") -> None:
+    """The hub's registry. Request counters are labelled with the route table's API names (``routes.py``);
+    the state gauges read the store and the coordinators, never the ``Hub``."""
+
+    def __init__(self, store: "SQLiteStore", coordinators: "Coordinators") -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("sluice_hub_requests", "Requests by API and HTTP status", ["api", "status"],
                                 registry=self.registry)
@@ -66,48 +71,8 @@ class HubMetrics:
                                registry=self.registry)
         self.raw_in = Counter("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
                               ["project", "logstore"], registry=self.registry)
-        self.registry.register(_StateCollector(hub))
+        self.registry.register(_StateCollector(store, coordinators))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-
-def is_list_project(method: str, project: str | None, params: dict[str, str]) -> bool:
-    """``GET /`` is ListProject when the Host names no project, or when it carries the paging parameters
-    GetProject never sends (a Host like "sls.example.internal" via HTTP_PROXY has no project, but its first
-    label would look like one)."""
-    return method == "GET" and (project is None or "offset" in params or "size" in params)
-
-
-def api_name(method: str, parts: list[str], params: dict[str, str], project: str | None) -> str:
-    """A low-cardinality name for a request: the ``api`` label, and what access control decides on."""
-    n = len(parts)
-    if n == 0:
-        if is_list_project(method, project, params):
-            return "ListProject"
-        return {"GET": "GetProject", "POST": "CreateProject", "PUT": "UpdateProject",
-                "DELETE": "DeleteProject"}.get(method, "Unknown")
-    if parts[0] != "logstores":
-        return "Unknown"
-    if n == 1:
-        return "ListLogstore" if method == "GET" else "CreateLogstore"
-    if n == 2:
-        return {"GET": "GetLogstore", "PUT": "UpdateLogstore", "DELETE": "DeleteLogstore"}.get(method, "Unknown")
-    if parts[2] == "shards":
-        if n == 3:
-            return "ListShards"
-        if parts[3] in ("lb", "route"):
-            return "PutLogs"
-        if method == "GET":
-            return {"log": "PullLogs", "cursor": "GetCursor", "cursor_time": "GetCursorTime"}.get(
-                params.get("type", ""), "Unknown")
-        return {"split": "SplitShard", "merge": "MergeShard"}.get(params.get("action", ""), "DeleteShard"
-                                                                  if method == "DELETE" else "Unknown")
-    if parts[2] == "consumergroups":
-        if n == 3:
-            return "ListConsumerGroup" if method == "GET" else "CreateConsumerGroup"
-        if method == "POST":
-            return {"heartbeat": "Heartbeat", "checkpoint": "UpdateCheckPoint"}.get(params.get("type", ""), "Unknown")
-        return {"GET": "GetCheckPoint", "PUT": "UpdateConsumerGroup", "DELETE": "DeleteConsumerGroup"}.get(method,
-                                                                                                            "Unknown")
-    return "Unknown"

@@ -20,6 +20,7 @@ from ...wire import errors as E
 from ...wire.batch import LazyLogGroup
 from ...wire.loggroup import split_groups
 from ..auth import Principal
+from ..groups import is_finished
 from ..store.base import GroupMeta, LogstoreMeta, ShardMeta, key_hex
 from .rates import Rate, RateSampler
 
@@ -226,7 +227,7 @@ def group_view(hub: "Hub", principal: Principal, project: str, logstore: str, gr
             cp = g.checkpoints.get(s.shard_id)
             rows.append(ShardLag(
                 shard_id=s.shard_id, status=s.status, owner=coord.owner_of(s.shard_id, now) if coord else None,
-                finished=hub.is_finished(s, g), checkpoint=cp.cursor if cp else "",
+                finished=is_finished(s, g.checkpoints), checkpoint=cp.cursor if cp else "",
                 checkpoint_seq=cp.seq if cp else None, committed_by=cp.consumer if cp else "",
                 updated_us=cp.update_time_us if cp else 0, begin_seq=s.begin_seq, end_seq=s.end_seq,
                 last_write_ms=s.last_write_ms, lag_log_groups=_lag(s, g)))

@@ -1,0 +1,26 @@
+"""The parts of the hub a handler may use, passed in explicitly (no handler sees the ``Hub`` assembly)."""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from ..config import HubConfig
+from ..coordinators import Coordinators
+from ..longpoll import LongPolls
+from ..metrics import HubMetrics
+from ..store.sqlite import SQLiteStore
+
+__all__ = ["ApiContext"]
+
+
+@dataclass
+class ApiContext:
+    config: HubConfig
+    store: SQLiteStore
+    coordinators: Coordinators
+    polls: LongPolls
+    metrics: HubMetrics
+    executor: Executor  # the reader threads: disk reads and compression, off the event loop
+    rr: "itertools.count[int]" = field(default_factory=itertools.count)  # round-robin of load-balanced puts

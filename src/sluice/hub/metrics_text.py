@@ -1,0 +1,96 @@
+"""The large part of ``GET /metrics``, written as Prometheus text directly: per-shard, per-group and per-logstore
+series (#19.3).
+
+Why not prometheus-client's collectors for these: building a sample object per series and formatting it costs
+~10 us, so a hub with 10,000 shards spent 60-110 ms per scrape, on the event loop, and a scrape raised heartbeat
+latency from 1.6 ms to 86 ms. Here the store's state is copied under its lock into plain tuples (a few ms at
+10,000 shards, so the store's writer waits no longer than that), then formatted with f-strings outside the lock,
+on a worker thread: the event loop only takes the consumer counts from the coordinators (per group, not per
+shard), which are not thread-safe.
+
+The text is what prometheus-client wrote for the same families (names, help, types, labels), except that the
+per-logstore counters no longer carry a ``_created`` series (half of their text, and no one reads it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+__all__ = ["counter_text", "escape_label", "state_text", "StateSnapshot", "take_state"]
+
+GroupKey = tuple[str, str, str]
+# (project, logstore, [(shard id, status, bytes stored, begin_seq, end_seq)], [(group, {shard id: checkpoint seq})])
+StateSnapshot = list[tuple[str, str, list[tuple[int, str, int, int, int]], list[tuple[str, dict[int, int]]]]]
+
+
+def escape_label(value: str) -> str:
+    """A label value as the text format needs it (names the hub accepts never need it; keys may)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+    return value
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def counter_text(name: str, help_text: str, counter: Any, labelnames: tuple[str, ...]) -> str:
+    """A labelled prometheus Counter's ``<name>_total`` family, read from its children table (no ``_created``)."""
+    lines = [f"# HELP {name}_total {help_text}\n", f"# TYPE {name}_total counter\n"]
+    table = getattr(counter, "_metrics", {})
+    with counter._lock:
+        items = list(table.items())
+    for values, child in items:
+        labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(labelnames, values))
+        lines.append(f"{name}_total{{{labels}}} {_num(child._value.get())}\n")
+    return "".join(lines)
+
+
+def take_state(store: Any) -> StateSnapshot:
+    """Copy what the gauges need into plain tuples. The store's lock is taken once per logstore (each one is
+    consistent in itself), so its writer never waits for more than one logstore's copy."""
+    out: StateSnapshot = []
+    with store.lock:
+        metas = list(store.logstores.items())
+    for (project, name), ls in metas:
+        with store.lock:
+            shards = [(s.shard_id, s.status, s.bytes_stored, s.begin_seq, s.end_seq) for s in ls.shards.values()]
+            groups = [(g.name, {sid: cp.seq for sid, cp in g.checkpoints.items()}) for g in ls.groups.values()]
+        out.append((project, name, shards, groups))
+    return out
+
+
+def state_text(snapshot: StateSnapshot, members: Mapping[GroupKey, int]) -> str:
+    """The five state families (shard bytes and groups, consumer lag, live consumers, groups per logstore).
+    ``members``: live consumers per group, taken on the event loop; a group without an entry has none."""
+    stored: list[str] = []
+    retained: list[str] = []
+    lag: list[str] = []
+    consumers: list[str] = []
+    ngroups: list[str] = []
+    for project, name, shards, groups in snapshot:
+        p, ls = escape_label(project), escape_label(name)
+        base = f'project="{p}",logstore="{ls}"'
+        ngroups.append(f"sluice_hub_consumer_groups{{{base}}} {len(groups)}\n")
+        for sid, status, nbytes, begin, end in shards:
+            stored.append(f'sluice_hub_shard_bytes{{{base},shard="{sid}",status="{status}"}} {nbytes}\n')
+            retained.append(f'sluice_hub_shard_log_groups{{{base},shard="{sid}"}} {end - begin}\n')
+        for group, checkpoints in groups:
+            g = escape_label(group)
+            consumers.append(f'sluice_hub_consumers{{{base},group="{g}"}} {members.get((project, name, group), 0)}\n')
+            for sid, _, _, begin, end in shards:
+                start = checkpoints.get(sid, begin)
+                lag.append(f'sluice_hub_consumer_lag_log_groups{{{base},group="{g}",shard="{sid}"}} '
+                           f"{max(0, end - max(start, begin))}\n")
+    return "".join(_family(name, help_text, lines) for name, help_text, lines in (
+        ("sluice_hub_shard_bytes", "Bytes of LogGroups stored per shard", stored),
+        ("sluice_hub_shard_log_groups", "LogGroups retained per shard", retained),
+        ("sluice_hub_consumer_lag_log_groups",
+         "LogGroups between a consumer group's checkpoint and the end of the shard", lag),
+        ("sluice_hub_consumers", "Live consumers per consumer group", consumers),
+        ("sluice_hub_consumer_groups", "Consumer groups per logstore", ngroups),
+    ))
+
+
+def _family(name: str, help_text: str, lines: Iterable[str]) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n" + "".join(lines)

@@ -132,6 +132,7 @@ class ShardWaits:
         self._sessions: dict[tuple[str | None, str, str], _Session] = {}
         self._watch: dict[int, set[_Session]] = {}  # shard uid -> sessions waiting on it
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -228,6 +229,15 @@ class ShardWaits:
                 sess.poll = None
             sess.last_seen = time.monotonic()
         return self._collect(sess, everything=timed_out)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def on_commit(self, uids: set[int]) -> None:
+        """Store writer thread: data committed on these shards; wake their sessions on the event loop."""
+        loop = self._loop
+        if loop is not None and self._watch:
+            loop.call_soon_threadsafe(self.wake, uids)
 
     def wake(self, uids: set[int]) -> None:
         """Data was committed on these shards (event loop): mark them and answer their sessions' polls."""

@@ -1,0 +1,189 @@
+"""The background indexer: follows every indexed logstore's shards like a consumer and feeds its DuckDB index.
+
+PutLogs never waits for it: the indexer reads what the store committed (``store.read``, the path PullLogs
+uses) from its own checkpoint, which lives in the index file itself, written in the same transaction as the
+rows (engine.py). After a crash it resumes from there. A pass runs every :data:`POLL_INTERVAL` seconds
+and at once when the store reports a commit, so a query sees new data well within 2 s. Groups the store
+expired (TTL) are deleted from the index on the next pass; a deleted index or logstore removes its file.
+
+Runs on one thread of its own (DuckDB writes are serialised per file anyway), so indexing competes with
+neither the event loop nor PullLogs' reader threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ...wire.loggroup import split_groups
+from .engine import IndexStore
+from .index import CONFIG_KEY, IndexSpec
+
+try:
+    from ...wire._logdecode import group_logs as _group_logs
+except ImportError:  # pragma: no cover
+    _group_logs = None
+
+__all__ = ["Indexer", "POLL_INTERVAL", "BATCH_GROUPS", "BATCH_BYTES"]
+
+log = logging.getLogger("sluice.hub.indexer")
+
+POLL_INTERVAL = 0.5
+"""Seconds between indexing passes when no commit wakes the indexer earlier."""
+BATCH_GROUPS = 1000
+"""Most LogGroups indexed per shard per transaction."""
+BATCH_BYTES = 8 << 20
+"""Most raw bytes indexed per shard per transaction."""
+
+
+def _decode(group: bytes | memoryview) -> list[dict[str, Any]]:
+    if _group_logs is not None:
+        return _group_logs(group)
+    from .spl import _decode_logs
+
+    return _decode_logs(group)
+
+
+class Indexer:
+    """One per hub. ``store`` is the hub's store (its logstore table, ``read``); ``root`` the index directory."""
+
+    def __init__(self, store: Any, root: Path, max_pull_bytes: int = BATCH_BYTES) -> None:
+        self.store = store
+        self.root = root
+        self.max_bytes = min(max_pull_bytes, BATCH_BYTES)
+        self._indexes: dict[tuple[str, str], IndexStore] = {}
+        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-index")
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._routine())
+
+    def notify(self, _uids: Any = None) -> None:
+        """Store writer thread: something was committed; run a pass soon."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+                pass
+        self._thread.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for idx in self._indexes.values():
+                idx.close()
+            self._indexes.clear()
+
+    async def _routine(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                more = await loop.run_in_executor(self._thread, self.run_pass)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the indexer must keep running; the next pass retries
+                log.exception("indexing pass failed")
+                more = False
+            if more:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ indexes
+    def path_for(self, project: str, logstore: str) -> Path:
+        return self.root / project / f"{logstore}.duckdb"
+
+    def index_for(self, project: str, logstore: str) -> IndexStore:
+        """The logstore's index file, opened on first use."""
+        with self._lock:
+            idx = self._indexes.get((project, logstore))
+            if idx is None or idx.closed:
+                idx = self._indexes[(project, logstore)] = IndexStore(self.path_for(project, logstore))
+            return idx
+
+    def drop(self, project: str, logstore: str) -> None:
+        """Close and delete a logstore's index (index or logstore deleted)."""
+        with self._lock:
+            idx = self._indexes.pop((project, logstore), None)
+        if idx is not None:
+            idx.close()
+        path = self.path_for(project, logstore)
+        for p in (path, Path(str(path) + ".wal")):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(path.with_name(path.name + ".scratch"), ignore_errors=True)
+
+    def _indexed_logstores(self) -> list[tuple[str, str, IndexSpec, list[Any]]]:
+        with self.store.lock:
+            out = []
+            for (project, name), meta in self.store.logstores.items():
+                spec = IndexSpec.from_config(meta.config.get(CONFIG_KEY))
+                if spec is not None:
+                    out.append((project, name, spec, list(meta.shards.values())))
+            return out
+
+    def run_pass(self) -> bool:
+        """Index what is new on every shard (one batch each); True when some shard has more waiting."""
+        work = self._indexed_logstores()
+        live = {(p, n) for p, n, _, _ in work}
+        with self._lock:
+            gone = [k for k in self._indexes if k not in live]
+        for key in gone:
+            self.drop(*key)
+        more = False
+        for project, name, spec, shards in work:
+            idx = self.index_for(project, name)
+            idx.ensure_keys(spec)
+            progress = idx.progress()
+            for shard in shards:
+                done = progress.get(shard.uid, 0)
+                if shard.begin_seq > 0:
+                    idx.expire(shard.uid, shard.shard_id, shard.begin_seq)
+                if max(done, shard.begin_seq) >= shard.end_seq:
+                    continue
+                more |= self._index_batch(idx, shard, done)
+        return more
+
+    def _index_batch(self, idx: IndexStore, shard: Any, done: int) -> bool:
+        result = self.store.read(shard, done, BATCH_GROUPS, self.max_bytes)
+        if not result.count:
+            if result.next_seq > done:
+                idx.ingest(shard.uid, shard.shard_id, [], result.next_seq)
+            return False
+        first = result.next_seq - result.count
+        rows: list[tuple[int, int, dict[str, Any]]] = []
+        for k, group in enumerate(split_groups(result.body)):
+            try:
+                logs = _decode(group)
+            except ValueError:
+                log.warning("skipping an undecodable group at seq %d of shard uid %d", first + k, shard.uid)
+                continue
+            rows.extend((first + k, i, lg) for i, lg in enumerate(logs))
+        idx.ingest(shard.uid, shard.shard_id, rows, result.next_seq)
+        return result.next_seq < shard.end_seq
+
+    def caught_up(self, project: str, logstore: str) -> bool:
+        """Whether the logstore's index holds everything committed (for --check and tests)."""
+        with self.store.lock:
+            meta = self.store.logstores.get((project, logstore))
+            shards = list(meta.shards.values()) if meta is not None else []
+        progress = self.index_for(project, logstore).progress()
+        return all(max(progress.get(s.uid, 0), s.begin_seq) >= s.end_seq for s in shards)

@@ -1,0 +1,78 @@
+"""SQL after '|' (hub/query/sql.py), index configs (index.py) and the DuckDB index (engine.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sluice.hub.query.engine import IndexStore
+from sluice.hub.query.index import IndexSpec, validate
+from sluice.hub.query.search import parse_search
+from sluice.hub.query.sql import to_duckdb
+from sluice.wire import errors as E
+
+
+def test_presto_flavoured_sql_maps_to_duckdb() -> None:
+    assert to_duckdb("select status, count(*) as c group by status") == \
+        "SELECT status, COUNT(*) AS c FROM log GROUP BY status"
+    assert "APPROX_QUANTILE(ms, 0.99)" in to_duckdb("select approx_percentile(ms, 0.99)")
+    assert "DATE_TRUNC('MINUTE', TO_TIMESTAMP(__time__))" in to_duckdb(
+        "select date_trunc('minute', __time__) as t, count(*) group by t")
+    assert "TO_TIMESTAMP(__time__)" in to_duckdb("select from_unixtime(__time__)")
+
+
+@pytest.mark.parametrize("sql", [
+    "select * from read_csv('/etc/passwd')", "select * from other", "drop table logs", "select 1; select 2",
+    "select * from main.logs", "select (select count(*) from logs)", "attach 'x.db'", "copy log to '/tmp/x'",
+])
+def test_sql_that_reaches_beyond_the_logstore_is_refused(sql: str) -> None:
+    with pytest.raises(E.ParameterInvalid, match="invalid query"):
+        to_duckdb(sql)
+
+
+def test_index_config_validation() -> None:
+    body = validate({"line": {"token": [",", " "]}, "keys": {"status": {"type": "long"}, "msg": {}}})
+    assert body["keys"]["msg"]["type"] == "text" and body["keys"]["msg"]["caseSensitive"] is False
+    spec = IndexSpec.from_config(body)
+    assert spec is not None and spec.line and spec.keys["status"].type == "long"
+    for bad in ([], {}, {"keys": {"a": {"type": "blob"}}}, {"line": {"token": ["ab"]}}, {"keys": []}):
+        with pytest.raises(E.SLSError) as info:
+            validate(bad)
+        assert info.value.error_code == "IndexInfoInvalid"
+
+
+@pytest.fixture
+def idx(tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = IndexStore(tmp_path / "p" / "ls.duckdb")
+    yield store
+    store.close()
+
+
+def test_index_search_sql_histogram_expire_and_reopen(idx: IndexStore, tmp_path: Path) -> None:
+    spec = IndexSpec.from_config(validate({"line": {}, "keys": {"status": {"type": "long"}, "ms": {"type": "double"},
+                                                                "method": {}}}))
+    assert spec is not None
+    idx.ensure_keys(spec)
+    rows = [(i // 10, i % 10, {"status": "500" if i % 4 == 0 else "200", "method": "POST" if i % 2 else "GET",
+                               "ms": str(i / 10), "__time__": 1000 + i, "__topic__": "web", "__source__": "s",
+                               "__tag__:host": "h1"}) for i in range(100)]
+    idx.ingest(7, 0, rows, 10)
+    assert idx.progress() == {7: 10}
+    found = idx.search(parse_search("status: 500 and method: GET"), spec, 0, 2000, None, 0, 5, True)
+    assert found.processed == 25 and [r["__time__"] for r in found.rows] == ["1096", "1092", "1088", "1084", "1080"]
+    assert found.rows[0]["__tag__:host"] == "h1" and found.rows[0]["__topic__"] == "web"
+    agg = idx.analyze(parse_search("*"), spec, 0, 2000, None, "select status, count(*) as c group by status "
+                                                             "order by status")
+    assert agg.rows == [{"status": "200", "c": "75"}, {"status": "500", "c": "25"}] and agg.keys == ["status", "c"]
+    assert idx.histogram(parse_search("*"), spec, 1000, 1100, None, 50) == {0: 50, 1: 50}
+    assert idx.search(parse_search("*"), spec, 1000, 1010, "other", 0, 100, False).processed == 0
+    with pytest.raises(E.ParameterInvalid):
+        idx.analyze(parse_search("*"), spec, 0, 2000, None, "select nosuchkey")
+    assert idx.expire(7, 0, 5) == 50  # groups 0..4 expired in the store: their rows go
+    idx.close()
+    again = IndexStore(tmp_path / "p" / "ls.duckdb")  # reopened (a restart): rows and progress kept
+    try:
+        assert again.progress() == {7: 10} and again.stats()[0] == 50
+    finally:
+        again.close()

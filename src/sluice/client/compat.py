@@ -843,11 +843,17 @@ class LogClient:
 
 
 def _host_ip(project: str, host: str) -> str:
-    """The local address that reaches the endpoint: the SDK's default Source of put_logs."""
+    """The SDK's default Source of put_logs: the local address that reaches the endpoint's host, or if that
+    is 127.0.0.1, the one that reaches ``<project>.<host>`` (127.0.0.1 when that does not resolve)."""
+    ip = _local_address(host)
+    return _local_address(f"{project}.{host}") if ip == "127.0.0.1" else ip
+
+
+def _local_address(host: str) -> str:
     s = None
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.connect((host if host[:1].isdigit() or host == "localhost" else f"{project}.{host}", 80))
+        s.connect((host, 80))
         return str(s.getsockname()[0])
     except OSError:
         return "127.0.0.1"

@@ -35,6 +35,7 @@ from .limits import RequestLimits
 from .longpoll import LongPolls
 from .metrics import HubMetrics
 from .retention import Retention
+from .query.handlers import QueryService
 from .routes import TABLE, RouteTable
 from .store.sqlite import SQLiteStore
 
@@ -59,6 +60,10 @@ class Hub:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sluice-read")
         self.ctx = ApiContext(config, store, self.coordinators, self.polls, self.metrics, self._executor)
         self.retention = Retention(store, config.ttl_interval, self._executor)
+        # search, SQL and index configs (#21): a background indexer per hub, fed by commits, never by PutLogs
+        self.query = QueryService(store, config.data_dir / "index", self._executor, config.max_pull_bytes)
+        store.add_listener(self.query.notify)
+        self.ctx.query = self.query
         self._req_prefix = f"{os.getpid() & 0xFFFF:04X}{int(time.time()):08X}"
         self._req_counter = itertools.count(1)
 
@@ -75,12 +80,14 @@ class Hub:
     async def _on_startup(self, app: web.Application) -> None:
         self.polls.start(asyncio.get_running_loop())
         self.retention.start()
+        self.query.start()
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self.polls.close()  # answer every long-poll now, so graceful shutdown does not wait them out
 
     async def _on_cleanup(self, app: web.Application) -> None:
         self.retention.stop()
+        await self.query.stop()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def expire_now(self, now: float | None = None) -> int:

@@ -33,6 +33,7 @@ from .api import consumer_groups, logs, logstores, projects, shards
 from .api.context import ApiContext
 from .api.request import Request
 from .auth import Access
+from .query.handlers import ROUTE_HANDLERS as _Q
 
 __all__ = ["Route", "Match", "RouteTable", "TABLE", "ANY", "UNKNOWN_API"]
 
@@ -184,11 +185,16 @@ TABLE = RouteTable([
     Route("GET", _LS, "GetLogstore", R, logstores.get_logstore),
     Route("PUT", _LS, "UpdateLogstore", W, logstores.update_logstore),
     Route("DELETE", _LS, "DeleteLogstore", W, logstores.delete_logstore),
-    Route("GET", _LS, "GetLogs", R, _QUERY, select={"type": "log"}),
-    Route("GET", _LS, "GetHistograms", R, _QUERY, select={"type": "histogram"}),
+    Route("GET", _LS, "GetLogs", R, _Q["GetLogs"], select={"type": "log"}),
+    Route("GET", _LS, "GetHistograms", R, _Q["GetHistograms"], select={"type": "histogram"}),
     Route("GET", _LS, "GetLogs", R, _QUERY, select={"type": ANY}),
     Route("GET", _LS + "/logs", "GetLogs", R, _unsupported("query APIs (GetLogs) are not supported by the hub")),
-    Route("POST", _LS + "/logs", "GetLogs", R, _unsupported("query APIs (GetLogs) are not supported by the hub")),
+    Route("POST", _LS + "/logs", "GetLogs", R, _Q["GetLogsV2"]),
+    # index configs (#21)
+    Route("GET", _LS + "/index", "GetIndex", R, _Q["Index"]),
+    Route("POST", _LS + "/index", "CreateIndex", W, _Q["Index"]),
+    Route("PUT", _LS + "/index", "UpdateIndex", W, _Q["Index"]),
+    Route("DELETE", _LS + "/index", "DeleteIndex", W, _Q["Index"]),
     # data plane: PutLogs as Python/Java send it (/shards/lb, /shards/route?key=) and as Go sends it (/logstores/x)
     Route("POST", _LS + "/shards/lb", "PutLogs", W, logs.put_logs),
     Route("POST", _LS + "/shards/route", "PutLogs", W, logs.put_logs_routed),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -24,3 +25,4 @@ class ApiContext:
     metrics: HubMetrics
     executor: Executor  # the reader threads: disk reads and compression, off the event loop
     rr: "itertools.count[int]" = field(default_factory=itertools.count)  # round-robin of load-balanced puts
+    query: Any = None  # search/SQL/index configs: the hub's query.handlers.QueryService (#21)

@@ -259,9 +259,11 @@ def test_first_format_segments_still_read(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "hub.db")
     off = 0
     for seq, f in enumerate(framed):
-        conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?)", ((uid << 40) | seq, 1000 + seq, 1, 0, off, len(f)))
+        conn.execute("INSERT INTO log(id, recv_ms, nlogs, seg, off, len) VALUES (?,?,?,?,?,?)",
+                     ((uid << 40) | seq, 1000 + seq, 1, 0, off, len(f)))
         off += len(f)
     conn.execute("DROP TABLE meta")
+    conn.execute("ALTER TABLE log DROP COLUMN raw")
     conn.commit()
     conn.close()
     (tmp_path / "hub.txn").unlink()
@@ -272,3 +274,13 @@ def test_first_format_segments_still_read(tmp_path: Path) -> None:
     assert [bytes(b) for b in split_groups(again.read(shard, 0, 10, 1 << 20).body)] == groups + [b"\x1a\x03new"]
     assert sorted(p.suffix for p in d.iterdir()) == [".seg", ".sg2"]
     again.close()
+
+
+def test_a_read_is_bounded_by_raw_bytes_not_stored_bytes(store: SQLiteStore) -> None:
+    """Groups are stored compressed, but a pull's size bound counts what it will send (raw bytes)."""
+    shard = store.get_shard("proj", "logs", 0)
+    group = b"\x1a\x20" + b"%032d" % 0
+    group = group * 3000  # ~100 KB, compresses ~50x
+    for _ in range(10):
+        _wait(store.append(shard, group, 3000))
+    assert store.read(shard, 0, 100, 250_000).count == 3

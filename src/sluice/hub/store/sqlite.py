@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS checkpoints(
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INT NOT NULL);
 CREATE TABLE IF NOT EXISTS log(
     id INTEGER PRIMARY KEY, recv_ms INT NOT NULL, nlogs INT NOT NULL,
-    seg INT NOT NULL, off INT NOT NULL, len INT NOT NULL);
+    seg INT NOT NULL, off INT NOT NULL, len INT NOT NULL, raw INT);
 """
 
 
@@ -175,6 +175,10 @@ class SQLiteStore:
         try:
             self._conn = self._connect(page_size)
             self._conn.executescript(_SCHEMA)
+            if "raw" not in {r[1] for r in self._conn.execute("PRAGMA table_info(log)")}:
+                # raw (uncompressed, framed) length of a group, so a pull is bounded in raw bytes; rows from
+                # before compression leave it NULL (their stored length is their raw length)
+                self._conn.execute("ALTER TABLE log ADD COLUMN raw INT")
             self._load()
         except sqlite3.DatabaseError as exc:  # a damaged hub.db: say which file, never a bare traceback
             raise StorageDamaged([f"{self.path}: cannot be read: {exc}"], data_dir) from None
@@ -635,8 +639,9 @@ class SQLiteStore:
             self._last_recv[shard.uid] = now_ms
             base, offset, framed = self.segments.append(shard.uid, seq, data, packed)
             size = len(data)
-            conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?)",
-                         ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, framed))
+            conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?,?)",
+                         ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, framed,
+                          size + 1 + max(1, (size.bit_length() + 6) // 7)))
 
             def post() -> None:
                 self._first_recv.setdefault(shard.uid, now_ms)
@@ -668,11 +673,11 @@ class SQLiteStore:
         base = shard.uid << SEQ_BITS
         rows: list[tuple[int, int, int, int]] = []
         total = 0
-        cur = self._reader().execute("SELECT id, seg, off, len FROM log WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
-                                     (base | start, base | stop, count))
-        for row in cur:
-            rows.append(row)
-            total += row[3]
+        cur = self._reader().execute("SELECT id, seg, off, len, raw FROM log WHERE id >= ? AND id < ? ORDER BY id "
+                                     "LIMIT ?", (base | start, base | stop, count))
+        for rid, seg, off, length, raw in cur:
+            rows.append((rid, seg, off, length))
+            total += length if raw is None else raw
             if total >= max_bytes:
                 break
         cur.close()

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from ..wire import errors as E
-from .api import consumer_groups, logs, logstores, projects, shards
+from .api import consumer_groups, logs, logstores, projects, shards, waits
 from .api.context import ApiContext
 from .api.request import Request
 from .auth import Access
@@ -216,4 +216,6 @@ TABLE = RouteTable([
     Route("POST", _GROUP, "Heartbeat", C, consumer_groups.heartbeat, select={"type": "heartbeat"}),
     Route("POST", _GROUP, "UpdateCheckPoint", C, consumer_groups.update_checkpoint, select={"type": "checkpoint"}),
     Route("GET", _GROUP, "GetCheckPoint", R, consumer_groups.get_checkpoints),
+    # sluice's own: one parked request waits on many shards (consumer/waiter.py); SLS answers an error
+    Route("POST", "/sluice/wait", "WaitShards", R, waits.wait),
 ])

@@ -43,7 +43,8 @@ from ..wire import errors as E
 from ..wire.cursor import decode_cursor
 from .store.base import ShardMeta
 
-__all__ = ["MAX_WAIT_SESSIONS", "MAX_WAIT_SHARDS", "SESSION_IDLE", "ShardWaits", "WaitRequest", "parse_wait_body"]
+__all__ = ["MAX_WAIT_SESSIONS", "MAX_WAIT_SHARDS", "SESSION_IDLE", "ShardWaits", "WaitRequest", "parse_wait_body",
+           "store_lookup"]
 
 MAX_WAIT_SHARDS = 20_000
 MAX_WAIT_SESSIONS = 1_000
@@ -52,6 +53,16 @@ SESSION_IDLE = 120.0
 _SESSION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _Key = tuple[str, int]  # (logstore, shard id): a session is about one project
 Lookup = Callable[[str, str, int], "ShardMeta | None"]  # (project, logstore, shard) -> current shard or None
+
+
+def store_lookup(store: Any) -> Lookup:
+    """A lookup over a store's in-memory metadata: its current shard record, None if there is none."""
+    def lookup(project: str, logstore: str, shard_id: int) -> ShardMeta | None:
+        try:
+            return store.get_shard(project, logstore, shard_id)  # type: ignore[no-any-return]
+        except E.SLSError:  # ProjectNotExist, LogStoreNotExist, ShardNotExist
+            return None
+    return lookup
 
 
 def session_not_exist(name: str) -> E.SLSError:

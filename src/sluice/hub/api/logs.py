@@ -57,7 +57,10 @@ async def _put(ctx: ApiContext, req: Request, key_text: str | None, routed: bool
         raise E.InvalidLogSize(
             f"{nlogs} logs in one request exceed the limit of {ctx.config.max_put_logs}; split the request")
     shard = _pick_shard(ctx, meta, key_text, routed)
-    await ctx.store.append(shard, data, nlogs, repick=lambda: _pick_shard(ctx, meta, key_text, routed))
+    ctype = (req.headers.get("x-log-compresstype") or "").lower()
+    # the client's lz4/zstd body is stored as it came (store/segments.py): no compression work on ingest
+    await ctx.store.append(shard, data, nlogs, repick=lambda: _pick_shard(ctx, meta, key_text, routed),
+                           packed=(ctype, req.body) if ctype in ("lz4", "zstd") else None)
     ctx.metrics.logs_in.labels(project, ls).inc(nlogs)
     ctx.metrics.raw_in.labels(project, ls).inc(len(data))
     return response()

@@ -158,3 +158,23 @@ def test_new_logs_are_searchable_within_two_seconds(sdk, project, indexed) -> No
     while not sdk.get_log(project, indexed, NOW - 60, NOW + 60, query="status: 418").get_logs():
         assert time.monotonic() - t0 < 2.0, "not searchable within 2 s"
         time.sleep(0.05)
+
+
+def test_aliyun_log_cli_get_log(hub, sdk, project, indexed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`aliyunlog log get_log` (aliyun-log-cli, on the pinned SDK) against the hub."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("aliyunlog") or os.path.join(os.path.dirname(sys.executable), "aliyunlog")
+    env = {**os.environ, "HOME": str(tmp_path)}  # the CLI writes its log file and config under HOME
+    out = subprocess.run(
+        [exe, "log", "get_log", f"--project={project}", f"--logstore={indexed}", f"--from_time={NOW - 60}",
+         f"--to_time={NOW + 60}", "--query=status: 500 and method: POST", f"--access-id={hub.access_key_id}",
+         f"--access-key={hub.access_key_secret}", f"--region-endpoint={hub.endpoint}"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    logs = json.loads(out.stdout)
+    assert [log["msg"] for log in logs] == ["disk full on db1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -272,8 +273,10 @@ def _quickstart_jobs(client, hub_proc, key, count: int, errors: int) -> None:  #
 
 @main.command()
 @click.option("--endpoint", required=True, envvar="SLUICE_ENDPOINT", help="Hub or SLS endpoint.")
-@click.option("--access-key-id", envvar="SLS_AK_ID", default="", help="Or the SLS_AK_ID environment variable.")
-@click.option("--access-key-secret", envvar="SLS_AK_KEY", default="", help="Or the SLS_AK_KEY environment variable.")
+@click.option("--access-key-id", envvar=["SLS_AK_ID", "ALIBABA_CLOUD_ACCESS_KEY_ID"], default="",
+              help="Or SLS_AK_ID / ALIBABA_CLOUD_ACCESS_KEY_ID.")
+@click.option("--access-key-secret", envvar=["SLS_AK_KEY", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"], default="",
+              help="Or SLS_AK_KEY / ALIBABA_CLOUD_ACCESS_KEY_SECRET.")
 @click.option("--project", required=True)
 @click.option("--logstore", "logstores", multiple=True, help="Repeatable; default: every logstore.")
 @click.option("--group", "groups", multiple=True, help="Repeatable; default: every consumer group.")
@@ -293,7 +296,7 @@ def status(endpoint: str, access_key_id: str, access_key_secret: str, project: s
 
     rows: list[dict[str, object]] = []
     try:
-        with Client(endpoint, access_key_id, access_key_secret) as c:
+        with Client(endpoint, access_key_id, access_key_secret, security_token=_env_token()) as c:
             for ls in logstores or tuple(c.list_logstores(project)):
                 shards = c.list_shards(project, ls)
                 ends = {s["shardID"]: c.get_cursor(project, ls, s["shardID"], "end") for s in shards}
@@ -334,9 +337,16 @@ def status(endpoint: str, access_key_id: str, access_key_secret: str, project: s
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
+def _env_token() -> str | None:
+    """An STS security token from the environment (the Alibaba Cloud tools' variable, or SLS_SECURITY_TOKEN)."""
+    return os.environ.get("SLS_SECURITY_TOKEN") or os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None
+
+
 def _client_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--access-key-secret", envvar="SLS_AK_KEY", default="", help="Or SLS_AK_KEY.")(f)
-    f = click.option("--access-key-id", envvar="SLS_AK_ID", default="", help="Or SLS_AK_ID.")(f)
+    f = click.option("--access-key-secret", envvar=["SLS_AK_KEY", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"], default="",
+                     help="Or SLS_AK_KEY / ALIBABA_CLOUD_ACCESS_KEY_SECRET.")(f)
+    f = click.option("--access-key-id", envvar=["SLS_AK_ID", "ALIBABA_CLOUD_ACCESS_KEY_ID"], default="",
+                     help="Or SLS_AK_ID / ALIBABA_CLOUD_ACCESS_KEY_ID.")(f)
     f = click.option("--endpoint", required=True, envvar="SLUICE_ENDPOINT", help="Hub or SLS endpoint.")(f)
     return f
 
@@ -368,7 +378,7 @@ def put(endpoint: str, access_key_id: str, access_key_secret: str, project: str,
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
                         console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
     try:
-        with progress, Client(endpoint, access_key_id, access_key_secret) as c:
+        with progress, Client(endpoint, access_key_id, access_key_secret, security_token=_env_token()) as c:
             task = progress.add_task("0 logs", total=size)
             pending: list[dict[str, object]] = []
             read = 0
@@ -439,7 +449,8 @@ def tail(endpoint: str, access_key_id: str, access_key_secret: str, project: str
             cursor = r.next_cursor
 
     async def main_async() -> None:
-        async with AsyncClient(endpoint, access_key_id, access_key_secret) as client:
+        async with AsyncClient(endpoint, access_key_id, access_key_secret,
+                               security_token=_env_token()) as client:
             shards = await client.list_shards(project, logstore)
             await asyncio.gather(*(follow_shard(client, s["shardID"]) for s in shards))
 
@@ -463,7 +474,7 @@ def _admin_call(endpoint: str, key_id: str, secret: str, fn, as_json: bool = Tru
     from .wire.errors import SluiceError
 
     try:
-        with Client(endpoint, key_id, secret) as c:
+        with Client(endpoint, key_id, secret, security_token=_env_token()) as c:
             result = fn(c)
     except SluiceError as exc:
         raise click.ClickException(str(exc)) from None

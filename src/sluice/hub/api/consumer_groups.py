@@ -121,7 +121,10 @@ async def update_checkpoint(ctx: ApiContext, req: Request) -> web.StreamResponse
 
 
 async def get_checkpoints(ctx: ApiContext, req: Request) -> web.StreamResponse:
-    _, shards, checkpoints = ctx.store.group_snapshot(req.args["project"], req.args["logstore"], req.args["group"])
+    group, shards, checkpoints = ctx.store.group_snapshot(req.args["project"], req.args["logstore"],
+                                                          req.args["group"])
+    # a shard held but not yet checkpointed reports its holder (sluice status shows who has it), #20
+    coord, now = ctx.coordinators.of(req.args["project"], req.args["logstore"], group), time.monotonic()
     shard_ids = sorted(shards)
     if req.params.get("shard") not in (None, "", "-1"):
         sid = req.int_param("shard")
@@ -130,5 +133,6 @@ async def get_checkpoints(ctx: ApiContext, req: Request) -> web.StreamResponse:
     for sid in shard_ids:
         cp = checkpoints.get(sid)
         out.append({"shard": sid, "checkpoint": cp.cursor if cp else "",
-                    "updateTime": cp.update_time_us if cp else 0, "consumer": cp.consumer if cp else ""})
+                    "updateTime": cp.update_time_us if cp else 0,
+                    "consumer": cp.consumer if cp else (coord.owner_of(sid, now) or "")})
     return json_response(out)

@@ -16,6 +16,13 @@ then trickles (or stops sending) the body would hold a connection and its buffer
 
 Idle connections (and a client that never finishes its headers) are closed by aiohttp's keep-alive timer,
 set from ``idle_timeout`` in ``server.py``.
+
+* ``bounded_writes`` (a middleware, installed by ``server.py``): responses larger than ``WRITE_SLICE`` are written
+  in slices, each handed to the socket only once the previous one has drained, so a client that does not read
+  pins at most its one response plus a slice (aiohttp would otherwise copy headers and body into one buffer and
+  wait for it to drain without any limit: 40 clients that sent PullLogs and never read held +315 MB, for ever).
+  The whole response must be taken within ``write_timeout`` seconds (the hub's ``idle_timeout``), else the
+  connection is aborted and everything it held is freed.
 """
 
 from __future__ import annotations
@@ -23,14 +30,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from ..wire import errors as E
 from .config import HubConfig
 
-__all__ = ["ByteBudget", "RequestLimits"]
+log = logging.getLogger("sluice.hub")
+
+__all__ = ["ByteBudget", "RequestLimits", "WRITE_SLICE", "bounded_writes"]
+
+WRITE_SLICE = 256 << 10
 
 
 class ByteBudget:
@@ -144,3 +156,33 @@ class RequestLimits:
             raise E.RequestTimeout(f"the request body did not arrive within {self.body_timeout:g}s") from None
         except web.HTTPRequestEntityTooLarge:
             raise E.PostBodyTooLarge(f"request body exceeds the limit of {self.max_body} bytes") from None
+
+
+def bounded_writes(write_timeout: float) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The middleware described in the module docstring: bounded bytes queued per connection, and a write timeout."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        resp = await handler(request)
+        body = resp.body if type(resp) is web.Response else None
+        if not isinstance(body, bytes) or len(body) <= WRITE_SLICE:
+            return resp  # small: aiohttp writes it in one go; an idle connection is closed by the keep-alive timer
+        stream = web.StreamResponse(status=resp.status, reason=resp.reason, headers=resp.headers)
+        stream.content_length = len(body)
+        view = memoryview(body)
+        try:
+            async with asyncio.timeout(write_timeout):
+                await stream.prepare(request)
+                for start in range(0, len(body), WRITE_SLICE):
+                    await stream.write(view[start:start + WRITE_SLICE])  # waits while the socket's buffer is full
+                await stream.write_eof()
+        except TimeoutError:
+            transport = request.transport
+            if transport is not None:
+                transport.abort()  # frees what the connection queued; aiohttp sees a reset, quietly
+            log.info("aborted a connection from %s that took less than %d bytes of a response in %gs",
+                     request.remote, len(body), write_timeout)
+        return stream
+
+    return middleware

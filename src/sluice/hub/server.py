@@ -22,6 +22,7 @@ from ..wire.errors import ConfigError
 from .app import Hub
 from .bad_http import SLSAppRunner
 from .config import HubConfig
+from .limits import bounded_writes
 from .store.sqlite import SQLiteStore
 
 __all__ = ["serve", "run", "tls_context"]
@@ -55,7 +56,9 @@ async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
     # lingering_time: after answering a request whose body was not read to its end (too large, ServerBusy,
     # too slow), aiohttp reads and discards the rest for this long so the client can see the answer; its
     # default of 10 s would let a stalled client hold the connection that much longer.
-    runner = SLSAppRunner(hub.make_app(), access_log=None, handle_signals=False,
+    app = hub.make_app()
+    app.middlewares.append(bounded_writes(config.idle_timeout))  # slow readers: limits.py
+    runner = SLSAppRunner(app, access_log=None, handle_signals=False,
                           keepalive_timeout=config.idle_timeout, lingering_time=LINGERING_TIME)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=1024, ssl_context=ssl_context)

@@ -73,3 +73,29 @@ def test_follows_shards_resumes_and_expires(tmp_path: Path, store: SQLiteStore) 
     _wait(store.update_logstore("proj", "web", meta.ttl, {}))
     again.run_pass()
     assert not again.path_for("proj", "web").exists()
+
+
+def test_hub_check_covers_indexes(tmp_path: Path, store: SQLiteStore) -> None:
+    from sluice.hub.store.check import check_data_dir
+
+    _wait(store.append(store.get_shard("proj", "web", 0), _group([200], int(time.time())), 1))
+    indexer = Indexer(store, tmp_path / "data" / "index")
+    while indexer.run_pass():
+        pass
+    path = indexer.path_for("proj", "web")
+    for idx in list(indexer._indexes.values()):
+        idx.close()
+    store.close()
+    problems, _ = check_data_dir(tmp_path / "data")
+    assert problems == []
+    path.write_bytes(b"not a duckdb file" * 100)
+    problems, _ = check_data_dir(tmp_path / "data")
+    assert len(problems) == 1 and "search index" in problems[0] and "cannot be opened" in problems[0]
+
+
+def test_orphan_index_files_are_removed_at_start(tmp_path: Path, store: SQLiteStore) -> None:
+    orphan = tmp_path / "index" / "proj" / "gone.duckdb"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x")
+    Indexer(store, tmp_path / "index").run_pass()
+    assert not orphan.exists()

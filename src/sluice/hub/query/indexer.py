@@ -62,6 +62,7 @@ class Indexer:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._swept = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -146,6 +147,10 @@ class Indexer:
         live = {(p, n) for p, n, _, _ in work}
         with self._lock:
             gone = [k for k in self._indexes if k not in live]
+        if not self._swept:  # files of logstores (or index configs) deleted while the hub was down
+            self._swept = True
+            gone += [(f.parent.name, f.name[:-len(".duckdb")]) for f in self.root.glob("*/*.duckdb")
+                     if (f.parent.name, f.name[:-len(".duckdb")]) not in live]
         for key in gone:
             self.drop(*key)
         more = False

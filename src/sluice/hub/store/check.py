@@ -173,6 +173,10 @@ def _check_records(ctx: CheckContext) -> Iterable[str]:
 CHECKS: list[Callable[[CheckContext], Iterable[str]]] = [_check_records]
 """Deep checks run by ``sluice hub --check`` after the recovery plan; append yours."""
 
+from ..query.check import check_indexes  # noqa: E402 - #21: search index files open and agree with the data
+
+CHECKS.append(check_indexes)
+
 
 def check_data_dir(data_dir: Path, *, deep: bool = True) -> tuple[list[str], list[str]]:
     """(problems, notes) of a data directory, changing nothing (SQLite opened read-only). Run it with the

@@ -30,6 +30,7 @@ from .api.request import JSON, Request, response
 from .auth import Authenticator, authorize
 from .config import HubConfig
 from .console import Console
+from .console.parts import ConsoleParts
 from .coordinators import Coordinators
 from .limits import RequestLimits
 from .longpoll import LongPolls
@@ -37,7 +38,8 @@ from .metrics import HubMetrics
 from .retention import Retention
 from .query.handlers import QueryService
 from .routes import TABLE, RouteTable
-from .store.sqlite import SQLiteStore
+from .store.base import Store
+from .waits import ShardWaits, store_lookup
 
 __all__ = ["Hub"]
 
@@ -47,7 +49,7 @@ log = logging.getLogger("sluice.hub")
 class Hub:
     """The assembly. Owns nothing durable (that is the store's); see the module docstring for the parts."""
 
-    def __init__(self, config: HubConfig, store: SQLiteStore, routes: RouteTable = TABLE) -> None:
+    def __init__(self, config: HubConfig, store: Store, routes: RouteTable = TABLE) -> None:
         self.config = config
         self.store = store
         self.routes = routes
@@ -58,7 +60,10 @@ class Hub:
         store.add_listener(self.polls.on_commit)
         self.metrics = HubMetrics(store, self.coordinators)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sluice-read")
-        self.ctx = ApiContext(config, store, self.coordinators, self.polls, self.metrics, self._executor)
+        self.waits = ShardWaits(store_lookup(store))  # POST /sluice/wait: one parked request for many shards
+        store.add_listener(self.waits.on_commit)
+        self.ctx = ApiContext(config, store, self.coordinators, self.polls, self.metrics, self._executor,
+                              waits=self.waits)
         self.retention = Retention(store, config.ttl_interval, self._executor)
         # search, SQL and index configs (#21): a background indexer per hub, fed by commits, never by PutLogs
         self.query = QueryService(store, config.data_dir / "index", self._executor, config.max_pull_bytes)
@@ -70,7 +75,8 @@ class Hub:
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_put_bytes + (1 << 20))
         # The web console (/console: no SLS API there) is routed before the catch-all; it has its own sign-in.
-        Console(self, self._executor).register(app)
+        parts = ConsoleParts(self.config, self.auth, self.limits, self.store, self.coordinators, self.metrics)
+        Console(parts, self._executor).register(app)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)  # any path, newlines included
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
@@ -79,11 +85,13 @@ class Hub:
 
     async def _on_startup(self, app: web.Application) -> None:
         self.polls.start(asyncio.get_running_loop())
+        self.waits.start(asyncio.get_running_loop())
         self.retention.start()
         self.query.start()
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self.polls.close()  # answer every long-poll now, so graceful shutdown does not wait them out
+        self.waits.close()
 
     async def _on_cleanup(self, app: web.Application) -> None:
         self.retention.stop()

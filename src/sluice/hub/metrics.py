@@ -15,13 +15,13 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .coordinators import Coordinators
-    from .store.sqlite import SQLiteStore
+    from .store.base import Store
 
 __all__ = ["HubMetrics"]
 
 
 class _StateCollector(Collector):
-    def __init__(self, store: "SQLiteStore", coordinators: "Coordinators") -> None:
+    def __init__(self, store: "Store", coordinators: "Coordinators") -> None:
         self.store = store
         self.coordinators = coordinators
 
@@ -39,19 +39,19 @@ class _StateCollector(Collector):
         ngroups = GaugeMetricFamily("sluice_hub_consumer_groups", "Consumer groups per logstore",
                                     labels=["project", "logstore"])
         now = time.monotonic()
-        with store.lock:
-            for (project, name), ls in store.logstores.items():
-                ngroups.add_metric([project, name], len(ls.groups))
+        for ls in store.snapshot():  # copies of the containers: no lock held while the text is built
+            project, name = ls.project, ls.name
+            ngroups.add_metric([project, name], len(ls.groups))
+            for s in ls.shards.values():
+                stored.add_metric([project, name, str(s.shard_id), s.status], s.bytes_stored)
+                groups.add_metric([project, name, str(s.shard_id)], s.end_seq - s.begin_seq)
+            for g in ls.groups.values():
+                coord = self.coordinators.get((project, name, g.name))
+                consumers.add_metric([project, name, g.name], len(coord.members(now)) if coord else 0)
                 for s in ls.shards.values():
-                    stored.add_metric([project, name, str(s.shard_id), s.status], s.bytes_stored)
-                    groups.add_metric([project, name, str(s.shard_id)], s.end_seq - s.begin_seq)
-                for g in ls.groups.values():
-                    coord = self.coordinators.get((project, name, g.name))
-                    consumers.add_metric([project, name, g.name], len(coord.members(now)) if coord else 0)
-                    for s in ls.shards.values():
-                        cp = g.checkpoints.get(s.shard_id)
-                        start = cp.seq if cp else s.begin_seq
-                        lag.add_metric([project, name, g.name, str(s.shard_id)], max(0, s.end_seq - max(start, s.begin_seq)))
+                    cp = g.checkpoints.get(s.shard_id)
+                    start = cp.seq if cp else s.begin_seq
+                    lag.add_metric([project, name, g.name, str(s.shard_id)], max(0, s.end_seq - max(start, s.begin_seq)))
         yield from (stored, groups, lag, consumers, ngroups)
 
 
@@ -59,7 +59,7 @@ class HubMetrics:
     """The hub's registry. Request counters are labelled with the route table's API names (``routes.py``);
     the state gauges read the store and the coordinators, never the ``Hub``."""
 
-    def __init__(self, store: "SQLiteStore", coordinators: "Coordinators") -> None:
+    def __init__(self, store: "Store", coordinators: "Coordinators") -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("sluice_hub_requests", "Requests by API and HTTP status", ["api", "status"],
                                 registry=self.registry)

@@ -11,7 +11,7 @@ import logging
 import time
 from concurrent.futures import Executor
 
-from .store.sqlite import SQLiteStore
+from .store.base import Store
 
 __all__ = ["Retention"]
 
@@ -22,7 +22,7 @@ KEEP_FOREVER_DAYS = 3650
 
 
 class Retention:
-    def __init__(self, store: SQLiteStore, interval: float, executor: Executor) -> None:
+    def __init__(self, store: Store, interval: float, executor: Executor) -> None:
         self.store = store
         self.interval = interval
         self.executor = executor

@@ -23,7 +23,7 @@ from .app import Hub
 from .bad_http import SLSAppRunner
 from .config import HubConfig
 from .limits import bounded_writes
-from .store.sqlite import SQLiteStore
+from .store import open_store
 
 __all__ = ["serve", "run", "tls_context"]
 
@@ -51,7 +51,7 @@ def tls_context(config: HubConfig) -> ssl.SSLContext | None:
 async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     ssl_context = tls_context(config)
-    store = SQLiteStore(config.data_dir, sync_full=config.sync_full, group_quota=config.group_quota)
+    store = open_store(config.data_dir, sync_full=config.sync_full, group_quota=config.group_quota)
     hub = Hub(config, store)
     # lingering_time: after answering a request whose body was not read to its end (too large, ServerBusy,
     # too slow), aiohttp reads and discards the rest for this long so the client can see the answer; its

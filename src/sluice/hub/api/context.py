@@ -11,7 +11,8 @@ from ..config import HubConfig
 from ..coordinators import Coordinators
 from ..longpoll import LongPolls
 from ..metrics import HubMetrics
-from ..store.sqlite import SQLiteStore
+from ..store.base import Store
+from ..waits import ShardWaits
 
 __all__ = ["ApiContext"]
 
@@ -19,10 +20,11 @@ __all__ = ["ApiContext"]
 @dataclass
 class ApiContext:
     config: HubConfig
-    store: SQLiteStore
+    store: Store
     coordinators: Coordinators
     polls: LongPolls
     metrics: HubMetrics
     executor: Executor  # the reader threads: disk reads and compression, off the event loop
     rr: "itertools.count[int]" = field(default_factory=itertools.count)  # round-robin of load-balanced puts
     query: Any = None  # search/SQL/index configs: the hub's query.handlers.QueryService (#21)
+    waits: ShardWaits | None = None  # many-shard wait sessions (POST /sluice/wait, hub/waits.py)

@@ -40,7 +40,7 @@ from .session import COOKIE_NAME, SessionStore, SignInThrottle
 from .tail import DEFAULT_BACK, MAX_BACK, RESERVE_BYTES, make_filter, parse_cursor, read_tail
 
 if TYPE_CHECKING:
-    from ..app import Hub
+    from .parts import ConsoleParts
 
 __all__ = ["Console", "BASE"]
 
@@ -76,7 +76,7 @@ def _see_other(location: str) -> web.Response:
 class Console:
     """Routes ``/console`` requests; owns the sessions and the rate sampler."""
 
-    def __init__(self, hub: "Hub", executor: Executor) -> None:
+    def __init__(self, hub: "ConsoleParts", executor: Executor) -> None:
         self.hub = hub
         self.executor = executor
         self.sessions = SessionStore()
@@ -276,7 +276,7 @@ class Console:
         if project:
             if logstore:
                 views.require_logstore(self.hub, principal, project, logstore)
-            elif not principal.can_read(project) or project not in self.hub.store.projects:
+            elif not principal.can_read(project) or project not in self.hub.store.project_names():
                 raise views.hidden_project(project)
 
         def include(p: str, ls: str) -> bool:
@@ -301,8 +301,7 @@ class Console:
         if regex not in ("", "0", "1", "true", "false", "on"):
             raise E.ParameterInvalid(f"parameter regex must be 0 or 1, got {regex[:40]!r}")
         match = make_filter(q.get("q", ""), regex in ("1", "true", "on"))
-        with self.hub.store.lock:
-            shards = sorted(meta.shards.values(), key=lambda s: s.shard_id)
+        shards = self.hub.store.shards_of(project, meta.name)
         async with self.hub.limits.held(RESERVE_BYTES, "the console tail"):  # bounded work (tail.py)
             result = await self._in_executor(read_tail, self.hub.store, shards, positions, back, match)
         return self._json({"cursor": result.cursor, "logs": result.logs, "dropped": result.dropped,

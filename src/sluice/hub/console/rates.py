@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, TypeVar
 
 if TYPE_CHECKING:
-    from ..app import Hub
+    from .parts import ConsoleParts
 
 __all__ = ["DEFAULT_INTERVAL", "DEFAULT_KEEP", "Rate", "RateSampler", "Sample"]
 
@@ -79,7 +79,7 @@ def _rates(old: Mapping[K, tuple[float, float]], new: Mapping[K, tuple[float, fl
 class RateSampler:
     """Owns the ring buffer and the task that fills it. Runs on the event loop only."""
 
-    def __init__(self, hub: "Hub", interval: float = DEFAULT_INTERVAL, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(self, hub: "ConsoleParts", interval: float = DEFAULT_INTERVAL, keep: int = DEFAULT_KEEP) -> None:
         self.hub = hub
         self.interval = interval
         self.samples: deque[Sample] = deque(maxlen=keep)
@@ -90,8 +90,7 @@ class RateSampler:
         store = self.hub.store
         raw = _counter_values(self.hub.metrics.raw_in)
         logs = _counter_values(self.hub.metrics.logs_in)
-        with store.lock:
-            shards = {s.uid: (s.bytes_stored, s.end_seq) for ls in store.logstores.values() for s in ls.shards.values()}
+        shards = {s.uid: (s.bytes_stored, s.end_seq) for ls in store.snapshot() for s in ls.shards.values()}
         logstores = {key: (raw.get(key, 0.0), logs.get(key, 0.0)) for key in raw.keys() | logs.keys()}
         return Sample(time.time(), time.monotonic(), logstores, shards)
 

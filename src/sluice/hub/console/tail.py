@@ -33,7 +33,7 @@ import re2
 from ...wire import errors as E
 from ...wire.loggroup import parse_group, split_groups
 from ..store.base import ShardMeta
-from ..store.sqlite import SQLiteStore
+from ..store.base import Store
 
 __all__ = ["DEFAULT_BACK", "RESERVE_BYTES", "TailResult", "format_cursor", "make_filter", "parse_cursor",
            "read_tail"]
@@ -138,7 +138,7 @@ def _slices(shards: list[ShardMeta], positions: dict[int, int] | None) -> list[t
     return [(shard, share) for shard in shards[start:] + shards[:start]]
 
 
-def read_tail(store: SQLiteStore, shards: list[ShardMeta], positions: dict[int, int] | None, back: int,
+def read_tail(store: Store, shards: list[ShardMeta], positions: dict[int, int] | None, back: int,
               match: Callable[[str], bool] | None, *, clock: Callable[[], float] = time.monotonic) -> TailResult:
     """Blocking (reader thread). ``positions`` None: start ``back`` groups before each shard's end.
 

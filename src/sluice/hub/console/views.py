@@ -1,7 +1,7 @@
 """What the console shows, gathered from the hub's state: plain frozen rows, no HTML.
 
-Everything here reads the store's in-memory metadata (under ``store.lock``, briefly, as the API routes do) and
-the coordinators (event loop only: they are not thread-safe). The one part that touches disk, the exact lag of
+Everything here reads snapshots of the store's in-memory metadata (``Store.snapshot`` and friends: no lock is
+held here) and the coordinators (event loop only: they are not thread-safe). The one part that touches disk, the exact lag of
 a consumer group, is split out as :func:`measure_lag`, which the console runs on the hub's reader executor so
 the event loop never waits on a read.
 
@@ -25,7 +25,7 @@ from ..store.base import GroupMeta, LogstoreMeta, ShardMeta, key_hex
 from .rates import Rate, RateSampler
 
 if TYPE_CHECKING:
-    from ..app import Hub
+    from .parts import ConsoleParts
 
 __all__ = [
     "ConsumerRow", "GroupRow", "GroupView", "LogstoreRow", "LogstoreView", "ProjectRow", "ShardLag", "ShardRow",
@@ -141,10 +141,23 @@ def hidden_project(project: str) -> E.SLSError:
     return E.ProjectNotExist(f"project {project!r} does not exist or this access key may not read it")
 
 
-def require_logstore(hub: "Hub", principal: Principal, project: str, logstore: str) -> LogstoreMeta:
-    if not principal.can_read(project) or project not in hub.store.projects:
+def _require_project(hub: "ConsoleParts", principal: Principal, project: str) -> None:
+    if not principal.can_read(project):
         raise hidden_project(project)
-    return hub.store.get_logstore(project, logstore)
+    try:
+        hub.store.get_project(project)
+    except E.ProjectNotExist:
+        raise hidden_project(project) from None
+
+
+def require_logstore(hub: "ConsoleParts", principal: Principal, project: str, logstore: str) -> LogstoreMeta:
+    """A snapshot of the logstore (``Store.snapshot``), or the errors a caller who may not read it gets."""
+    _require_project(hub, principal, project)
+    hub.store.get_logstore(project, logstore)  # LogStoreNotExist
+    for meta in hub.store.snapshot(project):
+        if meta.name == logstore:
+            return meta
+    return hub.store.get_logstore(project, logstore)  # deleted meanwhile: raises
 
 
 def _lag(shard: ShardMeta, group: GroupMeta) -> int:
@@ -154,58 +167,56 @@ def _lag(shard: ShardMeta, group: GroupMeta) -> int:
     return max(0, shard.end_seq - max(start, shard.begin_seq))
 
 
-def overview(hub: "Hub", principal: Principal, rates: RateSampler) -> list[ProjectRow]:
+def overview(hub: "ConsoleParts", principal: Principal, rates: RateSampler) -> list[ProjectRow]:
     by_logstore = rates.logstore_rates()
     store = hub.store
     rows = []
-    with store.lock:
-        names = sorted(n for n in store.projects if principal.can_read(n))
-        by_project: dict[str, list[LogstoreMeta]] = {}
-        for (p, _), meta in store.logstores.items():
-            by_project.setdefault(p, []).append(meta)
-        for name in names:
-            metas = by_project.get(name, [])
-            shards = [s for m in metas for s in m.shards.values()]
-            rate = None
-            if by_logstore is not None:
-                ls_rates = [by_logstore[(name, m.name)] for m in metas if (name, m.name) in by_logstore]
-                rate = Rate(sum(r.bytes_per_s for r in ls_rates), sum(r.units_per_s for r in ls_rates))
-            rows.append(ProjectRow(name, store.projects[name].description, len(metas), len(shards),
-                                   sum(s.bytes_stored for s in shards), sum(s.end_seq - s.begin_seq for s in shards),
-                                   rate))
+    names = [n for n in store.project_names() if principal.can_read(n)]
+    by_project: dict[str, list[LogstoreMeta]] = {}
+    for meta in store.snapshot():
+        by_project.setdefault(meta.project, []).append(meta)
+    for name in names:
+        try:
+            description = store.get_project(name).description
+        except E.ProjectNotExist:  # deleted since the names were taken
+            continue
+        metas = by_project.get(name, [])
+        shards = [s for m in metas for s in m.shards.values()]
+        rate = None
+        if by_logstore is not None:
+            ls_rates = [by_logstore[(name, m.name)] for m in metas if (name, m.name) in by_logstore]
+            rate = Rate(sum(r.bytes_per_s for r in ls_rates), sum(r.units_per_s for r in ls_rates))
+        rows.append(ProjectRow(name, description, len(metas), len(shards),
+                               sum(s.bytes_stored for s in shards), sum(s.end_seq - s.begin_seq for s in shards),
+                               rate))
     return rows
 
 
-def project_view(hub: "Hub", principal: Principal, project: str, rates: RateSampler) -> list[LogstoreRow]:
-    if not principal.can_read(project) or project not in hub.store.projects:
-        raise hidden_project(project)
+def project_view(hub: "ConsoleParts", principal: Principal, project: str, rates: RateSampler) -> list[LogstoreRow]:
+    _require_project(hub, principal, project)
     by_logstore = rates.logstore_rates()
     logs_in = rates.take().logstores
-    store = hub.store
     rows = []
-    with store.lock:
-        metas = sorted((m for (p, _), m in store.logstores.items() if p == project), key=lambda m: m.name)
-        for m in metas:
-            shards = list(m.shards.values())
-            rate = None if by_logstore is None else by_logstore.get((project, m.name), _IDLE)
-            rows.append(LogstoreRow(m.name, m.ttl, len(m.writable_shards()), len(shards),
-                                    sum(s.bytes_stored for s in shards), sum(s.end_seq - s.begin_seq for s in shards),
-                                    logs_in.get((project, m.name), (0.0, 0.0))[1], len(m.groups), rate))
+    for m in hub.store.snapshot(project):  # in name order
+        shards = list(m.shards.values())
+        rate = None if by_logstore is None else by_logstore.get((project, m.name), _IDLE)
+        rows.append(LogstoreRow(m.name, m.ttl, len(m.writable_shards()), len(shards),
+                                sum(s.bytes_stored for s in shards), sum(s.end_seq - s.begin_seq for s in shards),
+                                logs_in.get((project, m.name), (0.0, 0.0))[1], len(m.groups), rate))
     return rows
 
 
-def logstore_view(hub: "Hub", principal: Principal, project: str, logstore: str, rates: RateSampler) -> LogstoreView:
+def logstore_view(hub: "ConsoleParts", principal: Principal, project: str, logstore: str, rates: RateSampler) -> LogstoreView:
     meta = require_logstore(hub, principal, project, logstore)
     by_shard = rates.shard_rates()
     by_logstore = rates.logstore_rates()
     now = time.monotonic()
-    with hub.store.lock:
-        shards = sorted(meta.shards.values(), key=lambda s: s.shard_id)
-        shard_rows = [ShardRow(s.shard_id, s.status, key_hex(s.begin_key), key_hex(s.end_key), s.begin_seq, s.end_seq,
-                               s.bytes_stored, s.last_write_ms, s.parents,
-                               None if by_shard is None else by_shard.get(s.uid, _IDLE)) for s in shards]
-        group_metas = sorted(meta.groups.values(), key=lambda g: g.name)
-        lags = {g.name: sum(_lag(s, g) for s in shards) for g in group_metas}
+    shards = sorted(meta.shards.values(), key=lambda s: s.shard_id)  # meta is a snapshot (require_logstore)
+    shard_rows = [ShardRow(s.shard_id, s.status, key_hex(s.begin_key), key_hex(s.end_key), s.begin_seq, s.end_seq,
+                           s.bytes_stored, s.last_write_ms, s.parents,
+                           None if by_shard is None else by_shard.get(s.uid, _IDLE)) for s in shards]
+    group_metas = sorted(meta.groups.values(), key=lambda g: g.name)
+    lags = {g.name: sum(_lag(s, g) for s in shards) for g in group_metas}
     groups = []
     for g in group_metas:
         coord = hub.coordinators.get((project, logstore, g.name))
@@ -214,29 +225,30 @@ def logstore_view(hub: "Hub", principal: Principal, project: str, logstore: str,
     return LogstoreView(project, logstore, meta.ttl, shard_rows, groups, rate)
 
 
-def group_view(hub: "Hub", principal: Principal, project: str, logstore: str, group: str) -> GroupView:
+def group_view(hub: "ConsoleParts", principal: Principal, project: str, logstore: str, group: str) -> GroupView:
     """Owners, checkpoints and lag in LogGroups (memory only); :func:`measure_lag` adds the rest."""
-    meta = require_logstore(hub, principal, project, logstore)
-    g = hub.store.get_group(project, logstore, group)
+    _require_project(hub, principal, project)
+    g, shards, checkpoints = hub.store.group_snapshot(project, logstore, group)
+    g = replace(g, checkpoints=checkpoints)
     coord = hub.coordinators.get((project, logstore, group))
     now = time.monotonic()
     members = coord.members(now) if coord else {}
     rows = []
-    with hub.store.lock:
-        for s in sorted(meta.shards.values(), key=lambda s: s.shard_id):
-            cp = g.checkpoints.get(s.shard_id)
-            rows.append(ShardLag(
-                shard_id=s.shard_id, status=s.status, owner=coord.owner_of(s.shard_id, now) if coord else None,
-                finished=is_finished(s, g.checkpoints), checkpoint=cp.cursor if cp else "",
-                checkpoint_seq=cp.seq if cp else None, committed_by=cp.consumer if cp else "",
-                updated_us=cp.update_time_us if cp else 0, begin_seq=s.begin_seq, end_seq=s.end_seq,
-                last_write_ms=s.last_write_ms, lag_log_groups=_lag(s, g)))
+    for sid in sorted(shards):
+        s = shards[sid]
+        cp = checkpoints.get(sid)
+        rows.append(ShardLag(
+            shard_id=s.shard_id, status=s.status, owner=coord.owner_of(s.shard_id, now) if coord else None,
+            finished=is_finished(s, checkpoints), checkpoint=cp.cursor if cp else "",
+            checkpoint_seq=cp.seq if cp else None, committed_by=cp.consumer if cp else "",
+            updated_us=cp.update_time_us if cp else 0, begin_seq=s.begin_seq, end_seq=s.end_seq,
+            last_write_ms=s.last_write_ms, lag_log_groups=_lag(s, g)))
     consumers = [ConsumerRow(name, max(0.0, now - m.last_seen), tuple(sorted(m.held)), tuple(sorted(m.granted)))
                  for name, m in members.items()]
     return GroupView(project, logstore, group, g.timeout, g.in_order, rows, consumers)
 
 
-def measure_lag(hub: "Hub", view: GroupView) -> GroupView:
+def measure_lag(hub: "ConsoleParts", view: GroupView) -> GroupView:
     """Runs on a reader thread: the checkpoint's time, and the unconsumed logs and bytes of each shard.
 
     Lag in seconds is the end's receive time minus the checkpoint's (what ``sluice status`` prints). Logs and

@@ -2,13 +2,15 @@
 
 The store owns projects, logstores, shards (with their lineage and key ranges), the per-shard sequence of
 LogGroups, consumer groups and checkpoints. It knows nothing of HTTP or of heartbeats: the coordinator in
-``hub/groups.py`` and the routes in ``hub/app.py`` sit above it.
+``hub/groups.py``, the handlers in ``hub/api/``, the console and the metrics sit above it and use only
+:class:`Store` (no caller outside ``store/`` imports an engine or takes an engine's lock).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "KEY_SPACE",
@@ -20,6 +22,7 @@ __all__ = [
     "ReadResult",
     "key_hex",
     "initial_ranges",
+    "Store",
 ]
 
 KEY_SPACE = 1 << 128
@@ -119,8 +122,10 @@ class LogstoreMeta:
         )
         body.setdefault("enable_tracking", False)
         body.setdefault("appendMeta", False)
-        body.setdefault("autoSplit", False)
         body.setdefault("maxSplitShard", 64)
+        # what the hub does, whatever the create request asked: it never splits a shard by itself (SLS does on
+        # load); shards split only on SplitShard (#20)
+        body["autoSplit"] = False
         return body
 
 
@@ -132,3 +137,66 @@ class ReadResult:
     body: bytes
     count: int
     next_seq: int
+
+
+class Store(Protocol):
+    """What the hub needs from an engine (``SQLiteStore`` implements it).
+
+    Three kinds of method, and why:
+
+    * **Lookups** read committed metadata from memory. They are plain methods (no I/O, cheap enough for the
+      event loop) that take the engine's lock themselves. The ``get_*`` lookups raise SLS's NotExist errors and
+      return the engine's current record; every other lookup returns a *snapshot*: a new list or dict, and for
+      ``snapshot()`` copies of the logstore, group and checkpoint containers, so a caller iterates it without
+      a lock and without seeing a half-applied change. The ``ShardMeta`` entries are the engine's own
+      records: their counters (``end_seq``, ``begin_seq``, ``bytes_stored``) move on as data is committed, so
+      read them, never write them (the long-poll and PullLogs rely on seeing ``end_seq`` advance).
+    * **Mutations** are queued to the engine's writer and return an awaitable that resolves after the change
+      is durable (``await store.create_project(...)``); an acknowledged write survives kill -9.
+    * **Disk reads** (``read``, ``recv_time_ms``, ``seq_at_time``) block: call them on a worker thread.
+    """
+
+    # lookups: memory, committed state, the engine's lock taken inside
+    def get_project(self, project: str) -> ProjectMeta: ...
+    def get_logstore(self, project: str, logstore: str) -> LogstoreMeta: ...
+    def get_shard(self, project: str, logstore: str, shard_id: int) -> ShardMeta: ...
+    def get_group(self, project: str, logstore: str, group: str) -> GroupMeta: ...
+    def project_names(self) -> list[str]: ...
+    def logstore_names(self, project: str) -> list[str]: ...
+    def shards_of(self, project: str, logstore: str) -> list[ShardMeta]: ...
+    def groups_of(self, project: str, logstore: str) -> list[GroupMeta]: ...
+    def group_snapshot(self, project: str, logstore: str,
+                       group: str) -> tuple[GroupMeta, dict[int, ShardMeta], dict[int, Checkpoint]]: ...
+    def group_keys(self) -> list[tuple[str, str, str]]: ...
+    def snapshot(self, project: str | None = None) -> list[LogstoreMeta]: ...
+
+    # mutations: awaitable, resolved after commit
+    def create_project(self, name: str, description: str, extra: dict[str, str]) -> Awaitable[Any]: ...
+    def update_project(self, name: str, description: str) -> Awaitable[Any]: ...
+    def delete_project(self, name: str) -> Awaitable[Any]: ...
+    def create_logstore(self, project: str, name: str, ttl: int, shard_count: int,
+                        config: dict[str, Any]) -> Awaitable[Any]: ...
+    def update_logstore(self, project: str, name: str, ttl: int, config: dict[str, Any]) -> Awaitable[Any]: ...
+    def delete_logstore(self, project: str, name: str) -> Awaitable[Any]: ...
+    def split_shard(self, project: str, logstore: str, shard_id: int, key: int) -> Awaitable[Any]: ...
+    def merge_shard(self, project: str, logstore: str, shard_id: int) -> Awaitable[Any]: ...
+    def delete_shard(self, project: str, logstore: str, shard_id: int) -> Awaitable[Any]: ...
+    def append(self, picked: ShardMeta, data: bytes, nlogs: int,
+               repick: Callable[[], ShardMeta] | None = None,
+               packed: tuple[str, bytes] | None = None) -> Awaitable[Any]: ...
+    def create_group(self, project: str, logstore: str, name: str, timeout: int, in_order: bool) -> Awaitable[Any]: ...
+    def update_group(self, project: str, logstore: str, name: str, timeout: int | None,
+                     in_order: bool | None) -> Awaitable[Any]: ...
+    def delete_group(self, project: str, logstore: str, name: str) -> Awaitable[Any]: ...
+    def save_checkpoint(self, project: str, logstore: str, group: str, shard_id: int, cursor: str, seq: int,
+                        consumer: str) -> Awaitable[Any]: ...
+
+    # disk reads and retention: blocking, call from a worker thread
+    def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None) -> ReadResult: ...
+    def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None: ...
+    def seq_at_time(self, shard: ShardMeta, t_ms: int) -> int: ...
+    def expire(self, shard: ShardMeta, cutoff_ms: int) -> Any: ...  # a concurrent future of the count deleted
+
+    # lifecycle
+    def add_listener(self, fn: Callable[[set[int]], None]) -> None: ...
+    def close(self) -> None: ...

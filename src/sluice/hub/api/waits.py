@@ -17,7 +17,7 @@ __all__ = ["wait"]
 
 
 async def wait(ctx: ApiContext, req: Request) -> web.StreamResponse:
-    if getattr(ctx, "waits", None) is None:
+    if ctx.waits is None:
         raise E.RouteNotFound("wait sessions are not served by this hub")
     body = parse_wait_body(req.json())
     text = req.headers.get("x-sluice-wait") or "0"
@@ -27,6 +27,5 @@ async def wait(ctx: ApiContext, req: Request) -> web.StreamResponse:
         raise E.ParameterInvalid(f"x-sluice-wait {text!r} must be a number of seconds") from None
     if seconds != seconds:  # NaN
         raise E.ParameterInvalid("x-sluice-wait must be a number of seconds")
-    ready = await ctx.waits.poll(  # type: ignore[union-attr]
-        req.principal.key_id, req.args["project"], body, seconds)
+    ready = await ctx.waits.poll(req.principal.key_id, req.args["project"], body, seconds)
     return json_response({"ready": [[ls, shard] for ls, shard in ready]})

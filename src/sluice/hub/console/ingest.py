@@ -87,10 +87,9 @@ def counter_value(counter: Any, labels: tuple[str, ...]) -> float:
 
 
 def store_shard_counters(store: Any) -> Callable[[], dict[int, tuple[int, int]]]:
-    """The ``shards`` reader for a store: (bytes stored, end_seq) of every shard, under the store's lock."""
+    """The ``shards`` reader for a store: (bytes stored, end_seq) of every shard (``Store.shard_counters``)."""
     def read() -> dict[int, tuple[int, int]]:
-        with store.lock:
-            return {s.uid: (s.bytes_stored, s.end_seq) for ls in store.logstores.values() for s in ls.shards.values()}
+        return store.shard_counters()
     return read
 
 

@@ -432,6 +432,10 @@ class SQLiteStore:
         with self.lock:
             return g, dict(meta.shards), dict(g.checkpoints)
 
+    def shard_counters(self) -> dict[int, tuple[int, int]]:
+        with self.lock:
+            return {s.uid: (s.bytes_stored, s.end_seq) for s in self._shards_by_uid.values()}
+
     def group_keys(self) -> list[tuple[str, str, str]]:
         with self.lock:
             return [(p, ls, g) for (p, ls), meta in self.logstores.items() for g in meta.groups]

@@ -23,6 +23,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 #define KEY_CACHE 128
 
@@ -97,13 +98,17 @@ static PyObject *text(const uint8_t *p, Py_ssize_t n) {
     return s;
 }
 
-static int read_only(PyObject *self, PyObject *value, void *closure) {
+/* Assigning any attribute: the objects are views of the received bytes (see the top of the file). */
+static int read_only(PyObject *self, PyObject *name, PyObject *value) {
     PyErr_Format(PyExc_AttributeError,
                  "%s objects of a sluice compat consumer are read-only (they are views of the received bytes); "
                  "to change a log, build a new LogGroup, or change the group's Topic/Source (which works)",
                  Py_TYPE(self)->tp_name);
     return -1;
 }
+
+/* The attributes are object slots (PyMemberDef T_OBJECT_EX), not getters: CPython specializes a read of such
+ * a slot into an inline load (LOAD_ATTR_SLOT), which is what `content.Key` in a handler's inner loop costs. */
 
 /* ------------------------------------------------------------------ Content (also used for LogTag) */
 typedef struct {
@@ -135,9 +140,6 @@ static PyObject *content_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     return (PyObject *)self;
 }
 
-static PyObject *content_key(ContentObject *self, void *c) { return Py_NewRef(self->key); }
-static PyObject *content_value(ContentObject *self, void *c) { return Py_NewRef(self->value); }
-
 static PyObject *content_repr(ContentObject *self) {
     return PyUnicode_FromFormat("Content(Key=%R, Value=%R)", self->key, self->value);
 }
@@ -154,9 +156,9 @@ static PyObject *content_richcompare(PyObject *a, PyObject *b, int op) {
     return PyBool_FromLong(op == Py_EQ ? eq : !eq);
 }
 
-static PyGetSetDef content_getset[] = {
-    {"Key", (getter)content_key, read_only, "the field's (or tag's) key", NULL},
-    {"Value", (getter)content_value, read_only, "the field's (or tag's) value", NULL},
+static PyMemberDef content_members[] = {
+    {"Key", T_OBJECT_EX, offsetof(ContentObject, key), READONLY, "the field's (or tag's) key"},
+    {"Value", T_OBJECT_EX, offsetof(ContentObject, value), READONLY, "the field's (or tag's) value"},
     {NULL},
 };
 
@@ -166,35 +168,34 @@ static PyTypeObject ContentType = {
     .tp_basicsize = sizeof(ContentObject),
     .tp_dealloc = (destructor)content_dealloc,
     .tp_repr = (reprfunc)content_repr,
+    .tp_setattro = read_only,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One Content (or LogTag) of a received log: .Key, .Value (read-only).",
     .tp_richcompare = content_richcompare,
-    .tp_getset = content_getset,
+    .tp_members = content_members,
     .tp_new = content_new,
 };
 
 /* ------------------------------------------------------------------ Log */
 typedef struct {
     PyObject_HEAD
-    PyObject *contents; /* list of Content */
-    uint32_t time;
-    uint32_t time_ns;
+    PyObject *time;     /* int */
+    PyObject *time_ns;  /* int, 0 when absent */
+    PyObject *contents; /* tuple of Content: immutable, exactly sized */
     int has_time_ns;
 } LogObject;
 
 static PyTypeObject LogType;
 
 static void log_dealloc(LogObject *self) {
+    Py_XDECREF(self->time);
+    Py_XDECREF(self->time_ns);
     Py_XDECREF(self->contents);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *log_time(LogObject *self, void *c) { return PyLong_FromUnsignedLong(self->time); }
-static PyObject *log_time_ns(LogObject *self, void *c) { return PyLong_FromUnsignedLong(self->time_ns); }
-static PyObject *log_contents(LogObject *self, void *c) { return Py_NewRef(self->contents); }
-
 static PyObject *log_repr(LogObject *self) {
-    return PyUnicode_FromFormat("Log(Time=%lu, Contents=%R)", (unsigned long)self->time, self->contents);
+    return PyUnicode_FromFormat("Log(Time=%R, Contents=%R)", self->time, self->contents);
 }
 
 /* HasField("Time_ns") as the protobuf message answers it (the SDK's own code asks before reading Time_ns). */
@@ -209,10 +210,10 @@ static PyObject *log_hasfield(LogObject *self, PyObject *name) {
     return NULL;
 }
 
-static PyGetSetDef log_getset[] = {
-    {"Time", (getter)log_time, read_only, "the log's time, unix seconds", NULL},
-    {"Time_ns", (getter)log_time_ns, read_only, "the nanosecond part of the time (0 when absent)", NULL},
-    {"Contents", (getter)log_contents, read_only, "the log's fields: a list of Content", NULL},
+static PyMemberDef log_members[] = {
+    {"Time", T_OBJECT_EX, offsetof(LogObject, time), READONLY, "the log's time, unix seconds"},
+    {"Time_ns", T_OBJECT_EX, offsetof(LogObject, time_ns), READONLY, "the nanosecond part (0 when absent)"},
+    {"Contents", T_OBJECT_EX, offsetof(LogObject, contents), READONLY, "the log's fields: a tuple of Content"},
     {NULL},
 };
 
@@ -227,9 +228,10 @@ static PyTypeObject LogType = {
     .tp_basicsize = sizeof(LogObject),
     .tp_dealloc = (destructor)log_dealloc,
     .tp_repr = (reprfunc)log_repr,
+    .tp_setattro = read_only,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One received log: .Time, .Time_ns, .Contents (read-only).",
-    .tp_getset = log_getset,
+    .tp_members = log_members,
     .tp_methods = log_methods,
 };
 
@@ -266,13 +268,44 @@ static PyObject *new_content(PyObject *key, PyObject *value) { /* steals both */
     return (PyObject *)c;
 }
 
+/* Contents are collected here, then moved into a tuple of the exact size. */
+typedef struct {
+    PyObject *local[64];
+    PyObject **items;
+    Py_ssize_t n, cap;
+} Stack;
+
+static int stack_push(Stack *st, PyObject *o) { /* steals o */
+    if (st->n == st->cap) {
+        Py_ssize_t cap = st->cap * 2;
+        PyObject **items = st->items == st->local ? PyMem_Malloc(sizeof(PyObject *) * cap)
+                                                  : PyMem_Realloc(st->items, sizeof(PyObject *) * cap);
+        if (items == NULL) {
+            Py_DECREF(o);
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (st->items == st->local) memcpy(items, st->local, sizeof(st->local));
+        st->items = items;
+        st->cap = cap;
+    }
+    st->items[st->n++] = o;
+    return 0;
+}
+
+static void stack_clear(Stack *st) {
+    for (Py_ssize_t i = 0; i < st->n; i++) Py_DECREF(st->items[i]);
+    if (st->items != st->local) PyMem_Free(st->items);
+}
+
 static PyObject *decode_log(Cur m, CachedKey *cache) {
-    PyObject *contents = PyList_New(0);
-    if (contents == NULL) return NULL;
+    Stack st;
+    st.items = st.local;
+    st.n = 0;
+    st.cap = 64;
     uint64_t time = 0;
     uint32_t time_ns = 0;
     int has_ns = 0;
-    Py_ssize_t i = 0;
     while (m.p < m.end) {
         uint32_t f;
         int wt;
@@ -293,7 +326,7 @@ static PyObject *decode_log(Cur m, CachedKey *cache) {
                     goto fail;
                 }
             }
-            PyObject *key = cached_key(cache, i++, k.p, k.end - k.p);
+            PyObject *key = cached_key(cache, st.n, k.p, k.end - k.p);
             if (key == NULL) goto fail;
             PyObject *value = text(v.p, v.end - v.p);
             if (value == NULL) {
@@ -301,10 +334,7 @@ static PyObject *decode_log(Cur m, CachedKey *cache) {
                 goto fail;
             }
             PyObject *c = new_content(key, value);
-            if (c == NULL) goto fail;
-            int r = PyList_Append(contents, c);
-            Py_DECREF(c);
-            if (r < 0) goto fail;
+            if (c == NULL || stack_push(&st, c) < 0) goto fail;
         } else if (f == 4 && wt == 5) {
             if (m.end - m.p < 4) {
                 bad("truncated fixed32");
@@ -317,15 +347,27 @@ static PyObject *decode_log(Cur m, CachedKey *cache) {
             goto fail;
         }
     }
+    PyObject *contents = PyTuple_New(st.n);
+    if (contents == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < st.n; i++) PyTuple_SET_ITEM(contents, i, st.items[i]);
+    st.n = 0; /* moved into the tuple */
+    stack_clear(&st);
     LogObject *log = PyObject_New(LogObject, &LogType);
-    if (log == NULL) goto fail;
+    if (log == NULL) {
+        Py_DECREF(contents);
+        return NULL;
+    }
     log->contents = contents;
-    log->time = (uint32_t)time;
-    log->time_ns = time_ns;
+    log->time = PyLong_FromUnsignedLong((unsigned long)(uint32_t)time);
+    log->time_ns = PyLong_FromUnsignedLong(time_ns);
     log->has_time_ns = has_ns;
+    if (log->time == NULL || log->time_ns == NULL) {
+        Py_DECREF(log);
+        return NULL;
+    }
     return (PyObject *)log;
 fail:
-    Py_DECREF(contents);
+    stack_clear(&st);
     return NULL;
 }
 

@@ -31,6 +31,7 @@ from ..client._async import PullResult
 from ..wire import errors as E
 from ..wire.batch import Batch
 from .config import ConsumerConfig
+from .memory import tune_allocator
 from .processor import Processor, ShardContext
 from .sdkobjects import SDKLogGroupList, flatten
 from .worker import AsyncConsumer
@@ -373,6 +374,9 @@ class ConsumerWorker(threading.Thread):
 
     def run(self) -> None:
         import uvloop  # noqa: PLC0415 - ~20% less CPU per request than asyncio's loop (bench/consumer.py)
+        # A program switched by its imports cannot call tune_allocator() itself; a consumer process is what
+        # it is for (page faults were 8-12% of a busy consumer's CPU: docs/consumer.md)
+        tune_allocator()
         try:
             uvloop.run(self._main())
         except BaseException as exc:  # noqa: BLE001 - reported through .error and start()

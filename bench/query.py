@@ -1,0 +1,323 @@
+"""Querying the hub (#21): ingest with and without an index, index lag, search/SQL latency beside grep, SPL
+on PullLogs, index size. Driven from this process against a hub subprocess on loopback.
+
+* ingest: the same nginx-like LogGroups (4096 logs, ~1 MB raw each) into a logstore without an index and one
+  with an index, in alternating chunks of the same run; MB/s of raw bytes each (target: indexed >= 80%)
+* index lag: PutLogs paced at --lag-rate MB/s into an indexed logstore; every 0.25 s a marker log, and the
+  time until GetLogs finds it (p50/p99; target p99 < 2 s at 20 MB/s)
+* search `status: 500 and method: POST` and SQL `* | select status, count(*) group by status` over all the
+  indexed data (p50 of several runs; targets 500 ms / 1 s), beside `grep -c` over the same logs as JSON lines
+* SPL `* | where status = '500' and method = 'POST'` on PullLogs over the whole unindexed logstore: MB/s of raw
+  data per second of hub CPU (target >= 200 MB/s per core), beside the same pull without a query
+* index size on disk against the raw bytes it indexes (target <= 1x)
+
+The issue's size is 1 GB raw (~4.5 M logs): --scale 1. --scale 0.1 is ~100 MB; --quick is a few MB (CI smoke).
+Usage: python bench/query.py [--quick | --scale S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psutil  # noqa: E402
+from _harness import percentile, report  # noqa: E402
+
+from sluice.client._transport import Credentials, Transport  # noqa: E402
+from sluice.testing import HubProcess, free_port  # noqa: E402
+from sluice.wire.compress import compress  # noqa: E402
+from sluice.wire.loggroup import LogGroup  # noqa: E402
+
+MB = 1_000_000
+LOGS_AT_SCALE_1 = 4_500_000
+JSON = {"Content-Type": "application/json"}
+T0 = int(time.time()) - 600
+INDEX = {"line": {"token": [",", " ", "'", '"', ";", "=", "(", ")", "[", "]", "{", "}", "?", "@", "&", "<", ">",
+                            "/", ":", "\n", "\t", "\r"], "caseSensitive": False},
+         "keys": {"status": {"type": "long"}, "method": {"type": "text"}, "path": {"type": "text"},
+                  "bytes": {"type": "long"}, "request_time": {"type": "double"}, "remote_addr": {"type": "text"}}}
+FIELDS = ("remote_addr", "method", "path", "status", "bytes", "request_time", "user_agent", "request_id")
+
+
+def make_logs(n: int, seed: int) -> list[tuple[int, list[tuple[str, str]]]]:
+    rng = random.Random(seed)
+    paths = ["/api/v1/orders", "/api/v1/users/%d", "/static/app.%d.js", "/login", "/health"]
+    out = []
+    for i in range(n):
+        out.append((T0 + (seed * n + i) % 600, [
+            ("remote_addr", f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"),
+            ("method", rng.choice(["GET", "POST", "PUT"])),
+            ("path", rng.choice(paths).replace("%d", str(rng.randrange(100000)))),
+            ("status", rng.choice(["200", "200", "200", "304", "404", "500"])),
+            ("bytes", str(rng.randrange(100, 100000))),
+            ("request_time", f"{rng.random():.3f}"),
+            ("user_agent", rng.choice(["Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0",
+                                       "curl/8.4.0", "python-requests/2.31.0"])),
+            ("request_id", "%032x" % rng.getrandbits(128)),
+        ]))
+    return out
+
+
+def encode(logs: list[tuple[int, list[tuple[str, str]]]]) -> bytes:
+    g = LogGroup()
+    g.Topic, g.Source = "nginx", "10.0.0.1"
+    for t, fields in logs:
+        lg = g.Logs.add()
+        lg.Time = t
+        for k, v in fields:
+            c = lg.Contents.add()
+            c.Key, c.Value = k, v
+    return g.SerializeToString()
+
+
+class Bench:
+    def __init__(self, t: Transport, hub: HubProcess) -> None:
+        self.t = t
+        self.hub = hub
+        self.proc = psutil.Process(hub.proc.pid)  # type: ignore[union-attr]
+
+    async def put(self, ls: str, raw: bytes) -> None:
+        body = compress(raw, "lz4")
+        await self.t.request("POST", f"/logstores/{ls}/shards/lb", project="bench", body=body, retry=False,
+                             headers={"Content-Type": "application/x-protobuf", "x-log-bodyrawsize": str(len(raw)),
+                                      "x-log-compresstype": "lz4"})
+
+    async def logstore(self, name: str, shards: int, index: bool) -> None:
+        await self.t.request("POST", "/logstores", project="bench", headers=JSON,
+                             body=json.dumps({"logstoreName": name, "ttl": 1, "shardCount": shards}).encode())
+        if index:
+            await self.t.request("POST", f"/logstores/{name}/index", project="bench", headers=JSON,
+                                 body=json.dumps(INDEX).encode())
+
+    async def get_logs(self, ls: str, query: str, line: int = 100) -> dict:  # type: ignore[type-arg]
+        body = json.dumps({"from": T0 - 3600, "to": int(time.time()) + 3600, "query": query, "line": line,
+                           "offset": 0, "reverse": False}).encode()
+        resp = await self.t.request("POST", f"/logstores/{ls}/logs", project="bench", headers=JSON, body=body,
+                                    timeout=300)
+        return resp.json()  # type: ignore[no-any-return]
+
+    async def count(self, ls: str) -> int:
+        data = await self.get_logs(ls, "* | select count(*) as n")
+        return int(data["data"][0]["n"])
+
+
+async def ingest_both(b: Bench, groups: list[bytes], concurrency: int) -> dict[str, dict[str, float]]:
+    """Alternating chunks into 'plain' and 'indexed'; each logstore's own wall time."""
+    spent = {"plain": 0.0, "indexed": 0.0}
+    raw = {"plain": 0, "indexed": 0}
+    chunk = max(concurrency, 8)
+    for start in range(0, len(groups), chunk):
+        part = groups[start:start + chunk]
+        for ls in (("plain", "indexed") if (start // chunk) % 2 == 0 else ("indexed", "plain")):
+            queue = list(part)
+
+            async def worker(ls: str = ls, queue: list[bytes] = queue) -> None:
+                while queue:
+                    await b.put(ls, queue.pop())
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            spent[ls] += time.perf_counter() - t0
+            raw[ls] += sum(len(g) for g in part)
+    return {ls: {"raw_mb": raw[ls] / MB, "seconds": spent[ls], "mb_per_s": raw[ls] / MB / spent[ls]}
+            for ls in spent}
+
+
+async def index_lag(b: Bench, rate_mb: float, seconds: float) -> dict[str, float]:
+    await b.logstore("lag", 2, True)
+    group = encode(make_logs(1024, 99))  # ~250 kB
+    interval = len(group) / MB / rate_mb
+    lags: list[float] = []
+    sent = 0
+    stop = time.perf_counter() + seconds
+    pending: list[asyncio.Task[None]] = []
+
+    async def marker(i: int) -> None:
+        g = LogGroup()
+        lg = g.Logs.add()
+        lg.Time = int(time.time())
+        c = lg.Contents.add()
+        c.Key, c.Value = "marker", f"m{i}"
+        t0 = time.perf_counter()
+        await b.put("lag", g.SerializeToString())
+        while True:
+            data = await b.get_logs("lag", f"marker: m{i}", line=1)
+            if data["data"]:
+                lags.append(time.perf_counter() - t0)
+                return
+            if time.perf_counter() - t0 > 30:
+                lags.append(float("inf"))
+                return
+            await asyncio.sleep(0.02)
+
+    next_marker = time.perf_counter()
+    t_start = time.perf_counter()
+    i = 0
+    while time.perf_counter() < stop:
+        due = t_start + sent * interval
+        now = time.perf_counter()
+        if due > now:
+            await asyncio.sleep(due - now)
+        await b.put("lag", group)
+        sent += 1
+        if time.perf_counter() >= next_marker:
+            pending.append(asyncio.create_task(marker(i)))
+            i += 1
+            next_marker += 0.25
+    elapsed = time.perf_counter() - t_start
+    await asyncio.gather(*pending)
+    return {"achieved_mb_per_s": sent * len(group) / MB / elapsed, "markers": len(lags),
+            "p50_s": percentile(lags, 50), "p99_s": percentile(lags, 99), "max_s": max(lags)}
+
+
+async def timed(fn, runs: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    times, last = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        last = await fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return percentile(times, 50), last
+
+
+async def pull_all(b: Bench, ls: str, shards: int, query: str | None) -> dict[str, float]:
+    raw = out = 0
+    cpu0 = sum(b.proc.cpu_times()[:2])
+    t0 = time.perf_counter()
+    for shard in range(shards):
+        resp = await b.t.request("GET", f"/logstores/{ls}/shards/{shard}", project="bench",
+                                 params=[("type", "cursor"), ("from", "begin")])
+        cursor = resp.json()["cursor"]
+        while True:
+            params = [("type", "log"), ("cursor", cursor), ("count", "100")]
+            if query:
+                params += [("pullMode", "scan_on_stream"), ("query", query)]
+            resp = await b.t.request("GET", f"/logstores/{ls}/shards/{shard}", project="bench", params=params,
+                                     headers={"Accept-Encoding": "lz4", "Accept": "application/x-protobuf"},
+                                     timeout=300)
+            nxt = resp.headers["x-log-cursor"]
+            size = int(resp.headers.get("x-log-rawdatasize") or resp.headers["x-log-bodyrawsize"])
+            raw += size
+            out += int(resp.headers["x-log-bodyrawsize"])
+            if nxt == cursor:
+                break
+            cursor = nxt
+    cpu = sum(b.proc.cpu_times()[:2]) - cpu0
+    wall = time.perf_counter() - t0
+    return {"raw_mb": raw / MB, "out_mb": out / MB, "hub_cpu_s": cpu, "seconds": wall,
+            "mb_per_cpu_s": raw / MB / cpu if cpu else 0.0}
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    n_logs = 20_000 if args.quick else int(LOGS_AT_SCALE_1 * args.scale)
+    per_group = 4096 if not args.quick else 1024
+    distinct = min(64, max(1, n_logs // per_group))
+    print(f"generating {n_logs} logs ({distinct} distinct groups of {per_group}) ...", flush=True)
+    base_logs = [make_logs(per_group, s) for s in range(distinct)]
+    base = [encode(lg) for lg in base_logs]
+    groups = [base[i % distinct] for i in range(max(1, n_logs // per_group))]
+    total_logs = len(groups) * per_group
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-query-") as tmp:
+        jsonl = Path(tmp) / "logs.jsonl"
+        with open(jsonl, "w") as f:
+            for i in range(len(groups)):
+                for t, fields in base_logs[i % distinct]:
+                    f.write(json.dumps({"__time__": t, **dict(fields)}, separators=(",", ":")) + "\n")
+        hub = HubProcess(Path(tmp) / "data", host="127.0.0.1", port=free_port())
+        hub.start()
+        t = Transport(hub.url, Credentials(hub.access_key_id, hub.access_key_secret), timeout=300)
+        b = Bench(t, hub)
+        try:
+            await t.request("POST", "/", project="bench", headers=JSON,
+                            body=b'{"projectName": "bench", "description": ""}')
+            await b.logstore("plain", 2, False)
+            await b.logstore("indexed", 2, True)
+            print(f"ingesting {len(groups)} groups into each logstore ...", flush=True)
+            ing = await ingest_both(b, groups, args.concurrency)
+            ratio = ing["indexed"]["mb_per_s"] / ing["plain"]["mb_per_s"]
+            for ls in ("plain", "indexed"):
+                rows.append({"test": f"ingest, {'no index' if ls == 'plain' else 'with index'}",
+                             "raw_MB": ing[ls]["raw_mb"], "seconds": ing[ls]["seconds"],
+                             "MB_per_s": ing[ls]["mb_per_s"],
+                             "target": "" if ls == "plain" else f">= 80% of no index (got {ratio:.0%})"})
+            t0 = time.perf_counter()
+            while await b.count("indexed") < total_logs:
+                await asyncio.sleep(0.25)
+            catch_up = time.perf_counter() - t0
+            rows.append({"test": "index catch-up after ingest", "seconds": catch_up, "logs": total_logs,
+                         "target": "(informational)"})
+            search_ms, res = await timed(lambda: b.get_logs("indexed", "status: 500 and method: POST"), args.runs)
+            matched = res["meta"]["processedRows"]  # type: ignore[index]
+            sql_ms, res2 = await timed(lambda: b.get_logs(
+                "indexed", "* | select status, count(*) as c group by status"), args.runs)
+            grep_times = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                g = subprocess.run(["grep", "-c", '"method":"POST",.*"status":"500"', str(jsonl)],
+                                   capture_output=True, text=True)
+                grep_times.append((time.perf_counter() - t0) * 1000)
+            grep_count = int(g.stdout.strip() or 0)
+            rows.append({"test": "search status: 500 and method: POST", "p50_ms": search_ms, "matched": matched,
+                         "target": "p50 < 500 ms"})
+            rows.append({"test": "SQL select status, count(*) group by status", "p50_ms": sql_ms,
+                         "groups": len(res2["data"]), "target": "p50 < 1000 ms"})  # type: ignore[index]
+            rows.append({"test": "grep -c over the same logs as JSON lines", "p50_ms": percentile(grep_times, 50),
+                         "matched": grep_count, "target": f"(reference; {jsonl.stat().st_size / MB:.0f} MB)"})
+            scan_ms, _ = await timed(lambda: b.get_logs("plain", "status: 500 and method: POST"), 1)
+            rows.append({"test": "same search, no index (scan)", "p50_ms": scan_ms, "target": "(informational)"})
+            base_pull = await pull_all(b, "plain", 2, None)
+            spl = await pull_all(b, "plain", 2, "* | where status = '500' and method = 'POST'")
+            rows.append({"test": "PullLogs, no query", "raw_MB": base_pull["raw_mb"], "hub_cpu_s": base_pull["hub_cpu_s"],
+                         "MB_per_cpu_s": base_pull["mb_per_cpu_s"], "target": "(reference)"})
+            rows.append({"test": "PullLogs, SPL where", "raw_MB": spl["raw_mb"], "out_MB": spl["out_mb"],
+                         "hub_cpu_s": spl["hub_cpu_s"], "MB_per_cpu_s": spl["mb_per_cpu_s"],
+                         "target": ">= 200 MB/s per core"})
+            lag = await index_lag(b, args.lag_rate if not args.quick else 2.0, args.lag_seconds if not args.quick else 2)
+            rows.append({"test": f"index lag at {lag['achieved_mb_per_s']:.1f} MB/s", "markers": lag["markers"],
+                         "p50_s": lag["p50_s"], "p99_s": lag["p99_s"], "max_s": lag["max_s"],
+                         "target": "p99 < 2 s at 20 MB/s"})
+            index_bytes = sum(p.stat().st_size for p in (Path(tmp) / "data" / "index" / "bench").glob("indexed.duckdb*")
+                              if p.is_file())  # the file and its WAL (the scratch dir holds one batch at most)
+            rows.append({"test": "index size / raw size", "raw_MB": ing["indexed"]["raw_mb"],
+                         "index_MB": index_bytes / MB, "ratio": index_bytes / MB / ing["indexed"]["raw_mb"],
+                         "target": "<= 1.0"})
+        except BaseException:
+            print(f"--- hub log ---\n{hub.log_tail(80)}", file=sys.stderr)
+            raise
+        finally:
+            await t.aclose()
+            hub.close()
+    by = {r["test"]: r for r in rows}
+    summary = (f"{total_logs} logs: ingest with index {ratio:.0%} of without; search p50 {search_ms:.0f} ms, "
+               f"SQL p50 {sql_ms:.0f} ms, grep {by['grep -c over the same logs as JSON lines']['p50_ms']:.0f} ms; "
+               f"SPL {spl['mb_per_cpu_s']:.0f} MB/s/core; lag p99 {lag['p99_s']:.2f} s at "
+               f"{lag['achieved_mb_per_s']:.1f} MB/s; index/raw {index_bytes / MB / ing['indexed']['raw_mb']:.2f}"
+               + (" [quick]" if args.quick else f" [scale {args.scale}]"))
+    report("query", rows, summary=summary, extra={"logs": total_logs, "quick": args.quick, "scale": args.scale,
+                                                  "cpus": os.cpu_count()})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of the issue's 1 GB / 4.5 M logs")
+    p.add_argument("--runs", type=int, default=5, help="repetitions of each search/SQL/grep")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--lag-rate", type=float, default=20.0, help="MB/s of raw PutLogs during the lag test")
+    p.add_argument("--lag-seconds", type=float, default=10.0)
+    asyncio.run(main_async(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,7 @@ from aiohttp import web
 from ...wire import errors as E
 from ..auth import ANONYMOUS, Principal
 from . import pages, views
-from .rates import RateSampler
+from .ingest import RateSampler, store_shard_counters
 from .session import COOKIE_NAME, SessionStore, SignInThrottle
 from .tail import DEFAULT_BACK, MAX_BACK, RESERVE_BYTES, make_filter, parse_cursor, read_tail
 
@@ -82,7 +82,7 @@ class Console:
         self.sessions = SessionStore()
         self.throttle = SignInThrottle()  # failed sign-ins per key and per address (session.py)
         self._known_keys = frozenset(hub.config.key_table())
-        self.rates = RateSampler(hub)
+        self.rates = RateSampler(store_shard_counters(hub.store), hub.metrics.raw_in, hub.metrics.logs_in)
         root = resources.files(__package__) / "static"
         self._static = {name: (root / name).read_bytes() for name in _STATIC_TYPES}
 
@@ -240,7 +240,7 @@ class Console:
         window = self.rates.interval * (self.rates.samples.maxlen or 1)
         n = len(parts)
         if n == 0:
-            rows = views.overview(hub, principal, self.rates)
+            rows = await self._in_executor(views.overview, hub, principal, self.rates)  # walks every logstore
             return self._html(pages.overview_page(rows, who=who, auth_enabled=auth, window=window))
         if parts[0] == "api" and n == 2:
             if parts[1] == "tail":
@@ -248,7 +248,7 @@ class Console:
             if parts[1] == "rates":
                 return self._api_rates(raw, principal)
         if parts[0] == "p" and n == 2:
-            rows_ls = views.project_view(hub, principal, parts[1], self.rates)
+            rows_ls = await self._in_executor(views.project_view, hub, principal, parts[1], self.rates)
             return self._html(pages.project_page(parts[1], rows_ls, who=who, auth_enabled=auth, window=window))
         if parts[0] == "p" and n == 3:
             v = views.logstore_view(hub, principal, parts[1], parts[2], self.rates)
@@ -278,11 +278,12 @@ class Console:
                 views.require_logstore(self.hub, principal, project, logstore)
             elif not principal.can_read(project) or project not in self.hub.store.project_names():
                 raise views.hidden_project(project)
-
-        def include(p: str, ls: str) -> bool:
-            return principal.can_read(p) and (not project or p == project) and (not logstore or ls == logstore)
-
-        points = [[round(t, 3), round(b, 3), round(n, 3)] for t, b, n in self.rates.series(include)]
+            projects = [project]
+        else:
+            projects = [p for p in self.hub.store.project_names() if principal.can_read(p)]
+        # per sample: one lookup for a logstore, one per project otherwise (ingest.py keeps project totals)
+        series = self.rates.series(projects, logstore or None)
+        points = [[round(t, 3), round(b, 3), round(n, 3)] for t, b, n in series]
         return self._json({"interval": self.rates.interval, "points": points})
 
     async def _api_tail(self, raw: web.Request, principal: Principal) -> web.Response:

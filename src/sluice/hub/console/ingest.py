@@ -113,7 +113,8 @@ def _rates(old: Mapping[K, _Pair], new: Mapping[K, _Pair], seconds: float) -> di
 class RateSampler:
     """Owns the ring buffer and the task that fills it. ``shards`` returns {uid: (bytes stored, end_seq)} for
     every shard (called on a worker thread; it takes the store's lock itself); ``raw_in`` and ``logs_in`` are
-    the hub's (project, logstore)-labelled PutLogs counters. Reads happen on the event loop."""
+    the hub's (project, logstore)-labelled PutLogs counters. Reads may run on any thread (they copy the ring
+    first); samples are appended on the event loop."""
 
     def __init__(self, shards: Callable[[], dict[int, tuple[int, int]]], raw_in: Any, logs_in: Any,
                  interval: float = DEFAULT_INTERVAL, keep: int = DEFAULT_KEEP) -> None:
@@ -164,10 +165,11 @@ class RateSampler:
     # ------------------------------------------------------------------ reading (O(what is asked about))
     def _window(self) -> tuple[Sample, Sample] | None:
         """The oldest kept sample within the rate window, and the newest: the pair table rates are taken over."""
-        if len(self.samples) < 2:
+        samples = tuple(self.samples)  # copied in one step: readers may run on a worker thread
+        if len(samples) < 2:
             return None
-        new = self.samples[-1]
-        base = next(s for s in self.samples if new.mono - s.mono <= RATE_WINDOW or s is new)
+        new = samples[-1]
+        base = next(s for s in samples if new.mono - s.mono <= RATE_WINDOW or s is new)
         if new.mono - base.mono < 1.0:  # less than a second of history tells nothing
             return None
         return base, new
@@ -213,7 +215,7 @@ class RateSampler:
         principal's, or one), or over one logstore of the one project given."""
         wanted = list(projects)
         out = []
-        samples = list(self.samples)
+        samples = tuple(self.samples)
         for old, new in zip(samples, samples[1:]):
             seconds = new.mono - old.mono
             nbytes = nlogs = 0.0

@@ -14,7 +14,7 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from .views import ConsumerRow, GroupView, LogstoreRow, LogstoreView, ProjectRow, ShardLag, ShardRow
-from .rates import Rate
+from .ingest import Rate
 
 __all__ = ["error_page", "group_page", "login_page", "logstore_page", "overview_page", "project_page", "tail_page"]
 

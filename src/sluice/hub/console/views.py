@@ -22,7 +22,7 @@ from ...wire.loggroup import split_groups
 from ..auth import Principal
 from ..groups import is_finished
 from ..store.base import GroupMeta, LogstoreMeta, ShardMeta, key_hex
-from .rates import Rate, RateSampler
+from .ingest import Rate, RateSampler, counter_value
 
 if TYPE_CHECKING:
     from .parts import ConsoleParts
@@ -151,13 +151,15 @@ def _require_project(hub: "ConsoleParts", principal: Principal, project: str) ->
 
 
 def require_logstore(hub: "ConsoleParts", principal: Principal, project: str, logstore: str) -> LogstoreMeta:
-    """A snapshot of the logstore (``Store.snapshot``), or the errors a caller who may not read it gets."""
+    """A snapshot of the logstore, or the errors a caller who may not read it gets. Built from this logstore's
+    own lookups (``shards_of``, ``groups_of``; containers copied), so a page about one logstore costs that
+    logstore, not the project (``Store.snapshot(project)`` copies every logstore of it)."""
     _require_project(hub, principal, project)
-    hub.store.get_logstore(project, logstore)  # LogStoreNotExist
-    for meta in hub.store.snapshot(project):
-        if meta.name == logstore:
-            return meta
-    return hub.store.get_logstore(project, logstore)  # deleted meanwhile: raises
+    meta = hub.store.get_logstore(project, logstore)  # LogStoreNotExist
+    shards = hub.store.shards_of(project, logstore)
+    groups = hub.store.groups_of(project, logstore)
+    return replace(meta, config=dict(meta.config), shards={s.shard_id: s for s in shards},
+                   groups={g.name: replace(g, checkpoints=dict(g.checkpoints)) for g in groups})
 
 
 def _lag(shard: ShardMeta, group: GroupMeta) -> int:
@@ -168,7 +170,8 @@ def _lag(shard: ShardMeta, group: GroupMeta) -> int:
 
 
 def overview(hub: "ConsoleParts", principal: Principal, rates: RateSampler) -> list[ProjectRow]:
-    by_logstore = rates.logstore_rates()
+    """Every project the principal may read: a walk over every logstore (what the page is about), so the
+    console runs it on a worker thread; rates come per project from the sampler's totals."""
     store = hub.store
     rows = []
     names = [n for n in store.project_names() if principal.can_read(n)]
@@ -182,10 +185,7 @@ def overview(hub: "ConsoleParts", principal: Principal, rates: RateSampler) -> l
             continue
         metas = by_project.get(name, [])
         shards = [s for m in metas for s in m.shards.values()]
-        rate = None
-        if by_logstore is not None:
-            ls_rates = [by_logstore[(name, m.name)] for m in metas if (name, m.name) in by_logstore]
-            rate = Rate(sum(r.bytes_per_s for r in ls_rates), sum(r.units_per_s for r in ls_rates))
+        rate = rates.project_rate(name)
         rows.append(ProjectRow(name, description, len(metas), len(shards),
                                sum(s.bytes_stored for s in shards), sum(s.end_seq - s.begin_seq for s in shards),
                                rate))
@@ -194,22 +194,21 @@ def overview(hub: "ConsoleParts", principal: Principal, rates: RateSampler) -> l
 
 def project_view(hub: "ConsoleParts", principal: Principal, project: str, rates: RateSampler) -> list[LogstoreRow]:
     _require_project(hub, principal, project)
-    by_logstore = rates.logstore_rates()
-    logs_in = rates.take().logstores
+    by_logstore = rates.project_rates(project)
+    logs_in = hub.metrics.logs_in
     rows = []
     for m in hub.store.snapshot(project):  # in name order
         shards = list(m.shards.values())
-        rate = None if by_logstore is None else by_logstore.get((project, m.name), _IDLE)
+        rate = None if by_logstore is None else by_logstore.get(m.name, _IDLE)
         rows.append(LogstoreRow(m.name, m.ttl, len(m.writable_shards()), len(shards),
                                 sum(s.bytes_stored for s in shards), sum(s.end_seq - s.begin_seq for s in shards),
-                                logs_in.get((project, m.name), (0.0, 0.0))[1], len(m.groups), rate))
+                                counter_value(logs_in, (project, m.name)), len(m.groups), rate))
     return rows
 
 
 def logstore_view(hub: "ConsoleParts", principal: Principal, project: str, logstore: str, rates: RateSampler) -> LogstoreView:
     meta = require_logstore(hub, principal, project, logstore)
-    by_shard = rates.shard_rates()
-    by_logstore = rates.logstore_rates()
+    by_shard = rates.shard_rates(s.uid for s in meta.shards.values())
     now = time.monotonic()
     shards = sorted(meta.shards.values(), key=lambda s: s.shard_id)  # meta is a snapshot (require_logstore)
     shard_rows = [ShardRow(s.shard_id, s.status, key_hex(s.begin_key), key_hex(s.end_key), s.begin_seq, s.end_seq,
@@ -221,8 +220,7 @@ def logstore_view(hub: "ConsoleParts", principal: Principal, project: str, logst
     for g in group_metas:
         coord = hub.coordinators.get((project, logstore, g.name))
         groups.append(GroupRow(g.name, g.timeout, g.in_order, len(coord.members(now)) if coord else 0, lags[g.name]))
-    rate = None if by_logstore is None else by_logstore.get((project, logstore), _IDLE)
-    return LogstoreView(project, logstore, meta.ttl, shard_rows, groups, rate)
+    return LogstoreView(project, logstore, meta.ttl, shard_rows, groups, rates.logstore_rate(project, logstore))
 
 
 def group_view(hub: "ConsoleParts", principal: Principal, project: str, logstore: str, group: str) -> GroupView:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 import uvloop
 
 from . import __version__
+from .hub.config import HubConfig, cli_fields
 from .logs import setup_logging
 from .wire.errors import ConfigError
 
@@ -27,10 +29,23 @@ def main(log_level: str, log_format: str) -> None:
     setup_logging(log_level, log_format)
 
 
+_HUB_DEFAULTS = HubConfig(data_dir=Path("."), no_auth=True)  # the defaults of every HubConfig field, read below
+
+
+def _hub_config_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--<name>`` for every HubConfig field that declares CLI help (``hub/config.py:cli_fields``): the option
+    names, types, defaults and help come from the config class, so the CLI restates none of them."""
+    for name, default, help_text in reversed(cli_fields()):
+        f = click.option(f"--{name.replace('_', '-')}", name, default=default, type=type(default),
+                         show_default=True, help=help_text)(f)
+    return f
+
+
 @main.command()
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path), envvar="SLUICE_DATA_DIR",
               help="Directory for the hub's database (created if missing).")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, envvar="SLUICE_LISTEN",
+@click.option("--listen", default=f"{_HUB_DEFAULTS.host}:{_HUB_DEFAULTS.port}", show_default=True,
+              envvar="SLUICE_LISTEN",
               help="HOST:PORT to serve on. Port 80 on a bare IPv4 lets the SDK use endpoint '<ip>' directly.")
 @click.option("--access-key", "access_keys", multiple=True, metavar="ID:SECRET[:PROJECT,...][:ro]",
               help="An access key the hub accepts (repeatable), optionally limited to some projects and/or "
@@ -46,36 +61,20 @@ def main(log_level: str, log_format: str) -> None:
               help="'full' fsyncs every commit: survives power loss, not only a crash of the hub.")
 @click.option("--hostname", "hostnames", multiple=True, metavar="NAME",
               help="DNS name clients use for the hub (Host: <project>.NAME). 'localhost' is always known.")
-@click.option("--group-quota", default=30, show_default=True, help="Consumer groups allowed per logstore.")
-@click.option("--max-put-bytes", default=10 << 20, show_default=True, help="Largest uncompressed PutLogs body.")
-@click.option("--max-put-logs", default=40960, show_default=True, help="Most logs in one PutLogs request.")
-@click.option("--ttl-interval", default=60.0, show_default=True, help="Seconds between retention passes.")
-@click.option("--max-inflight-bytes", default=256 << 20, show_default=True,
-              help="Request-body bytes held at once over all connections; beyond, requests wait, then 503.")
-@click.option("--inflight-wait", default=5.0, show_default=True,
-              help="Seconds a request may wait for --max-inflight-bytes room before 503 ServerBusy.")
-@click.option("--body-timeout", default=60.0, show_default=True,
-              help="Seconds a request body may take to arrive after its headers; then RequestTimeout and close.")
-@click.option("--idle-timeout", default=60.0, show_default=True,
-              help="Seconds an idle connection (or one that never finishes its headers) stays open.")
-@click.option("--max-skew", default=900.0, show_default=True,
-              help="Seconds a signed request's time may differ from the hub's clock (SLS: 15 min); older "
-                   "requests, replays included, get RequestTimeTooSkewed.")
+@_hub_config_options  # --group-quota, --max-put-bytes, ... --idle-timeout: defaults and help from HubConfig
 @click.option("--metrics-token", envvar="SLUICE_METRICS_TOKEN", default=None,
               help="Bearer token for GET /metrics (Prometheus); without it /metrics is open only with --no-auth.")
 @click.option("--check", "check_only", is_flag=True,
               help="Verify the data directory (index against segment files, every stored group) without "
                    "changing anything, then exit: 0 if sound, 1 if damaged. Run it with the hub stopped.")
 def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], keys_file: Path | None, tls_cert: Path | None,
-        tls_key: Path | None, no_auth: bool, sync: str, hostnames: tuple[str, ...], group_quota: int,
-        max_put_bytes: int, max_put_logs: int, ttl_interval: float, max_inflight_bytes: int, inflight_wait: float,
-        body_timeout: float, idle_timeout: float, max_skew: float, metrics_token: str | None,
-        check_only: bool = False) -> None:
+        tls_key: Path | None, no_auth: bool, sync: str, hostnames: tuple[str, ...], metrics_token: str | None,
+        check_only: bool = False, **tuning: Any) -> None:
     """Run the hub: an SLS-compatible log service on local disk."""
     if check_only:
         _check_data_dir(data_dir)
         return
-    from .hub.config import HubConfig, load_keys_file, parse_key_spec, parse_listen
+    from .hub.config import load_keys_file, parse_key_spec, parse_listen
     from .hub.server import run, tls_context
 
     try:
@@ -85,10 +84,7 @@ def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], keys_file: Pa
             keys += load_keys_file(keys_file)
         config = HubConfig(data_dir=data_dir, host=host, port=port, keys=keys, no_auth=no_auth,
                            sync_full=(sync == "full"), hostnames=("localhost", *hostnames),
-                           group_quota=group_quota, max_put_bytes=max_put_bytes, max_put_logs=max_put_logs,
-                           ttl_interval=ttl_interval, metrics_token=metrics_token, tls_cert=tls_cert,
-                           tls_key=tls_key, max_inflight_bytes=max_inflight_bytes, inflight_wait=inflight_wait,
-                           body_timeout=body_timeout, idle_timeout=idle_timeout, max_skew=max_skew)
+                           metrics_token=metrics_token, tls_cert=tls_cert, tls_key=tls_key, **tuning)
         tls_context(config)  # a bad certificate or key is a usage error, before anything starts
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

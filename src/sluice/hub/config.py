@@ -17,7 +17,8 @@ from typing import Any
 
 from ..wire.errors import ConfigError
 
-__all__ = ["AccessKey", "HubConfig", "load_keys_file", "parse_access_key", "parse_key_spec", "parse_listen"]
+__all__ = ["AccessKey", "HubConfig", "cli_fields", "load_keys_file", "parse_access_key", "parse_key_spec",
+           "parse_listen"]
 
 log = logging.getLogger("sluice.hub")
 
@@ -37,6 +38,20 @@ DEFAULT_MAX_INFLIGHT_BYTES = 256 << 20
 DEFAULT_INFLIGHT_WAIT = 5.0
 DEFAULT_BODY_TIMEOUT = 60.0
 DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_MAX_SKEW = 900.0  # SLS refuses a signed request more than 15 minutes off the server's clock
+
+
+def _cli(default: Any, help: str) -> Any:
+    """A field that ``sluice hub`` offers as ``--<field-name>`` with this help text: the CLI reads the option
+    list, the default and the type from here (one source: cli.py repeats none of them)."""
+    return field(default=default, metadata={"cli_help": help})
+
+
+def cli_fields() -> list[tuple[str, Any, str]]:
+    """(field name, default, help) of every HubConfig field ``sluice hub`` offers as an option, in order."""
+    from dataclasses import fields
+
+    return [(f.name, f.default, f.metadata["cli_help"]) for f in fields(HubConfig) if "cli_help" in f.metadata]
 
 
 @dataclass(frozen=True)
@@ -70,21 +85,26 @@ class HubConfig:
     sync_full: bool = False
     hostnames: tuple[str, ...] = ("localhost",)
     region: str = "sluice-local"
-    group_quota: int = DEFAULT_GROUP_QUOTA
-    max_put_bytes: int = DEFAULT_MAX_PUT_BYTES
-    max_put_logs: int = DEFAULT_MAX_PUT_LOGS
+    group_quota: int = _cli(DEFAULT_GROUP_QUOTA, "Consumer groups allowed per logstore.")
+    max_put_bytes: int = _cli(DEFAULT_MAX_PUT_BYTES, "Largest uncompressed PutLogs body.")
+    max_put_logs: int = _cli(DEFAULT_MAX_PUT_LOGS, "Most logs in one PutLogs request.")
     max_pull_bytes: int = DEFAULT_MAX_PULL_BYTES
     max_wait: float = DEFAULT_MAX_WAIT
-    ttl_interval: float = DEFAULT_TTL_INTERVAL
-    max_skew: float | None = 900.0
+    ttl_interval: float = _cli(DEFAULT_TTL_INTERVAL, "Seconds between retention passes.")
+    max_skew: float | None = _cli(DEFAULT_MAX_SKEW, "Seconds a signed request's time may differ from the hub's "
+                                  "clock (SLS: 15 min); older requests, replays included, get RequestTimeTooSkewed.")
     metrics_token: str | None = None
     keys: tuple[AccessKey, ...] = ()  # scoped keys (--access-key with projects/ro, --keys-file)
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
-    inflight_wait: float = DEFAULT_INFLIGHT_WAIT
-    body_timeout: float = DEFAULT_BODY_TIMEOUT
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_inflight_bytes: int = _cli(DEFAULT_MAX_INFLIGHT_BYTES, "Request-body bytes held at once over all "
+                                   "connections; beyond, requests wait, then 503.")
+    inflight_wait: float = _cli(DEFAULT_INFLIGHT_WAIT, "Seconds a request may wait for --max-inflight-bytes room "
+                                "before 503 ServerBusy.")
+    body_timeout: float = _cli(DEFAULT_BODY_TIMEOUT, "Seconds a request body may take to arrive after its headers; "
+                               "then RequestTimeout and close.")
+    idle_timeout: float = _cli(DEFAULT_IDLE_TIMEOUT, "Seconds an idle connection (or one that never finishes its "
+                               "headers) stays open.")
 
     def __post_init__(self) -> None:
         if not self.access_keys and not self.keys and not self.no_auth:

@@ -284,3 +284,50 @@ def test_a_read_is_bounded_by_raw_bytes_not_stored_bytes(store: SQLiteStore) -> 
     for _ in range(10):
         _wait(store.append(shard, group, 3000))
     assert store.read(shard, 0, 100, 250_000).count == 3
+
+
+def test_sync_full_reaches_segments_the_lru_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sync full: every segment a batch wrote is fsynced before the commit, even one whose descriptor
+    the LRU closed meanwhile."""
+    import os
+
+    from sluice.hub.store import segments as segmod
+
+    segs = segmod.SegmentFiles(tmp_path, max_open=1)
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(segmod.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    segs.mark()
+    segs.append(1, 0, b"\x1a\x01a")
+    segs.append(2, 0, b"\x1a\x01b")
+    assert segs.open_count() == 1
+    segs.sync({1, 2})
+    assert len(synced) == 2
+    segs.close()
+
+
+def test_unexplained_new_format_data_without_transaction_records_is_refused(tmp_path: Path) -> None:
+    """#17.7: with hub.txn and the index's transaction number both gone, compressed-format tails cannot be
+    proven uncommitted: the store refuses to open rather than cut them."""
+    import sqlite3
+
+    from sluice.hub.store.check import StorageDamaged
+
+    s = SQLiteStore(tmp_path)
+    _wait(s.create_project("proj", "", {}))
+    _wait(s.create_logstore("proj", "logs", 7, 1, {}))
+    shard = s.get_shard("proj", "logs", 0)
+    for i in range(3):
+        _wait(s.append(shard, b"\x1a\x01%d" % i, 1))
+    s.close()
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    conn.execute("DELETE FROM log WHERE id = ?", ((shard.uid << 40) | 2,))
+    conn.execute("DELETE FROM meta")
+    conn.commit()
+    conn.close()
+    (tmp_path / "hub.txn").unlink()
+    seg = _seg_files(tmp_path, shard)[0]
+    size = seg.stat().st_size
+    with pytest.raises(StorageDamaged, match="no transaction record"):
+        SQLiteStore(tmp_path)
+    assert seg.stat().st_size == size

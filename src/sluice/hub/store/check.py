@@ -138,7 +138,8 @@ def plan_recovery(conn: sqlite3.Connection, data_dir: Path, shards: dict[int, in
                 continue
             uid = int(d.name)
             has_data = any(f.suffix in (V1_SUFFIX, V2_SUFFIX) and f.stat().st_size for f in d.iterdir())
-            if uid <= highest or not has_data or plan.legacy:
+            has_v2 = any(f.suffix == V2_SUFFIX and f.stat().st_size for f in d.iterdir())
+            if uid <= highest or not has_data or (plan.legacy and not has_v2):
                 plan.remove_dirs.append(uid)
                 plan.notes.append(f"{d}: files of a deleted shard")
             else:

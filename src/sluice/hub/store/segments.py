@@ -211,7 +211,9 @@ def plan_shard(root: Path, uid: int, live: dict[int, int], begin_seq: int, commi
     belongs to a transaction after ``committed_txn`` (a batch that never committed), and files whose every
     group is before ``begin_seq`` (retention committed, the unlink did not happen). ``legacy`` (a data
     directory written before records carried transaction numbers) keeps the old rule for ``.seg`` files:
-    their tails are cut, with a note."""
+    their tails are cut, with a note. A ``.sg2`` file in a legacy directory cannot be explained (only this
+    version writes them, and it records transaction numbers): any of its bytes the index does not cover is
+    a problem."""
     plan = ShardPlan(uid)
     files = _segment_files(root / str(uid))
     bases = [b for b, _, _ in files]
@@ -222,6 +224,10 @@ def plan_shard(root: Path, uid: int, live: dict[int, int], begin_seq: int, commi
             if nxt is not None and nxt <= begin_seq:
                 plan.actions.append(("delete", path, 0))
                 plan.notes.append(f"{path}: every group in it expired (retention's unlink did not happen)")
+                continue
+            if v2 and legacy and size:
+                plan.problems.append(f"{path}: a segment the index does not mention, and the directory has "
+                                     f"no transaction record (hub.txn) to tell whether it was committed")
                 continue
             if v2:
                 recs, whole = _walk(path, 0, size)
@@ -250,6 +256,10 @@ def plan_shard(root: Path, uid: int, live: dict[int, int], begin_seq: int, commi
                                  f"was truncated or replaced outside the hub")
             continue
         if size > end:
+            if v2 and legacy:
+                plan.problems.append(f"{path}: {size - end} bytes past the last indexed group, and the directory "
+                                     f"has no transaction record (hub.txn) to tell whether they were committed")
+                continue
             if v2:
                 recs, _whole = _walk(path, end, size)
                 if all(r.txn > committed_txn for r in recs):
@@ -288,6 +298,7 @@ class SegmentFiles:
         self._segments: dict[int, list[_Segment]] = {}
         self._open: OrderedDict[int, _Segment] = OrderedDict()  # id(segment) -> segment, least recent first
         self._journal: dict[int, tuple[int, int]] = {}
+        self._written: set[_Segment] = set()  # segments the current batch wrote (``sync``)
         self.txn = 0  # transaction number written into new records (set by the store per batch)
 
     # ------------------------------------------------------------------ recovery
@@ -340,6 +351,7 @@ class SegmentFiles:
             segs.append(_Segment(uid, seq, d / f"{seq:020d}{V2_SUFFIX}", 0, True))
         seg = segs[-1]
         fd = self._fd(seg)
+        self._written.add(seg)
         offset = seg.size
         header, payload = encode_record(data, seq, self.txn, packed)
         written = os.writev(fd, [header, payload])
@@ -356,6 +368,7 @@ class SegmentFiles:
         """Start a batch: (segment count, size of the last) of each shard the batch appends to is noted at
         its first append, so ``rollback`` costs what the batch touched, not the number of shards."""
         self._journal = {}
+        self._written = set()
         return self._journal
 
     def rollback(self, mark: dict[int, tuple[int, int]]) -> None:
@@ -376,10 +389,17 @@ class SegmentFiles:
 
     def sync(self, uids: set[int]) -> None:
         """fsync the current segment of these shards (``--sync full``), before their index commits."""
-        for uid in uids:
-            segs = self._segments.get(uid)
-            if segs and segs[-1].wfd is not None:
-                os.fsync(segs[-1].wfd)
+        for seg in self._written:  # every segment the batch wrote, even one the LRU closed since
+            if seg.uid not in uids:
+                continue
+            if seg.wfd is not None:
+                os.fsync(seg.wfd)
+            else:
+                fd = os.open(seg.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     # ------------------------------------------------------------------ reading (any thread)
     def read(self, uid: int, base: int, offset: int, length: int) -> list[bytes]:

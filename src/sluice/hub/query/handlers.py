@@ -26,7 +26,7 @@ from .index import CONFIG_KEY, IndexSpec, index_error, validate
 from .indexer import Indexer, _decode
 from .search import Node, parse_search, row_matcher, split_query
 
-__all__ = ["QueryService", "index_route", "get_logs", "get_histograms", "MAX_SCAN_BYTES", "MAX_LINES",
+__all__ = ["QueryService", "index_route", "get_logs", "get_histograms", "query_logs", "histograms", "MAX_SCAN_BYTES", "MAX_LINES",
            "histogram_step", "ROUTE_HANDLERS"]
 
 MAX_SCAN_BYTES = 256 << 20
@@ -136,11 +136,9 @@ def _query_params(params: dict[str, Any]) -> tuple[int, int, str, str | None, in
         _bool(params.get("reverse"))
 
 
-async def get_logs(hub: Any, project: str, ls: str, req: Any, v2: bool) -> web.StreamResponse:
-    params: dict[str, Any] = req.json() if v2 else dict(req.params)
-    if not isinstance(params, dict):
-        raise E.ParameterInvalid("the GetLogs body must be a JSON object")
-    start, end, query, topic, line, offset, reverse = _query_params(params)
+async def query_logs(hub: Any, project: str, ls: str, start: int, end: int, query: str, topic: str | None,
+                     offset: int, line: int, reverse: bool) -> tuple[QueryResult, str, str, str | None]:
+    """Run a GetLogs query: (result, progress, search part, SQL part or None). Used by the API and the console."""
     search_text, sql = split_query(query)
     node = parse_search(search_text)
     meta, spec = _spec(hub, project, ls)
@@ -160,6 +158,16 @@ async def get_logs(hub: Any, project: str, ls: str, req: Any, v2: bool) -> web.S
         else:
             result = await loop.run_in_executor(hub.executor, idx.search, node, spec, start, end, topic,
                                                 offset, line, reverse)
+    return result, progress, search_text, sql
+
+
+async def get_logs(hub: Any, project: str, ls: str, req: Any, v2: bool) -> web.StreamResponse:
+    params: dict[str, Any] = req.json() if v2 else dict(req.params)
+    if not isinstance(params, dict):
+        raise E.ParameterInvalid("the GetLogs body must be a JSON object")
+    start, end, query, topic, line, offset, reverse = _query_params(params)
+    result, progress, search_text, sql = await query_logs(hub, project, ls, start, end, query, topic, offset, line,
+                                                          reverse)
     info = {"progress": progress, "count": result.count, "processedRows": result.processed,
             "elapsedMillisecond": result.elapsed_ms, "hasSQL": sql is not None, "whereQuery": search_text or "*",
             "aggQuery": sql or "", "cpuSec": round(result.elapsed_ms / 1000, 3), "cpuCores": 1, "keys": result.keys,
@@ -251,14 +259,13 @@ def histogram_step(start: int, end: int) -> int:
     return _STEPS[-1]
 
 
-async def get_histograms(hub: Any, project: str, ls: str, req: Any) -> web.StreamResponse:
-    params = dict(req.params)
-    start, end = _int(params, "from"), _int(params, "to")
+async def histograms(hub: Any, project: str, ls: str, start: int, end: int, query: str,
+                     topic: str | None) -> tuple[list[dict[str, Any]], str, int]:
+    """Counts per time bucket of a search (the SQL part is ignored): (buckets, progress, total)."""
     if end < start:
         raise E.ParameterInvalid(f"from ({start}) must not be after to ({end})")
-    search_text, _ = split_query(params.get("query") or "")
+    search_text, _ = split_query(query)
     node = parse_search(search_text)
-    topic = params.get("topic") or None
     meta, spec = _spec(hub, project, ls)
     step = histogram_step(start, end)
     loop = asyncio.get_running_loop()
@@ -278,7 +285,14 @@ async def get_histograms(hub: Any, project: str, ls: str, req: Any) -> web.Strea
         b += 1
         if start == end:
             break
-    total = sum(buckets.values())
+    return out, progress, sum(buckets.values())
+
+
+async def get_histograms(hub: Any, project: str, ls: str, req: Any) -> web.StreamResponse:
+    params = dict(req.params)
+    start, end = _int(params, "from"), _int(params, "to")
+    out, progress, total = await histograms(hub, project, ls, start, end, params.get("query") or "",
+                                            params.get("topic") or None)
     return _json(out, {"x-log-progress": progress, "x-log-count": str(total)})
 
 

@@ -32,7 +32,7 @@ __all__ = ["Endpoint", "Transport", "Response", "RetryPolicy", "tls_context"]
 
 log = logging.getLogger("sluice.client")
 
-_IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 API_VERSION = "0.6.0"
 _INLINE_BODY = 64 << 10  # bodies up to this size go out in the same write as the head (one syscall)
 
@@ -58,7 +58,7 @@ class Endpoint:
     @functools.cached_property
     def is_direct(self) -> bool:
         """Connect to the endpoint itself (an IP or localhost: a hub) rather than ``<project>.<host>``."""
-        return bool(_IPV4.match(self.host)) or self.host == "localhost" or self.host.endswith(".localhost")
+        return bool(_IPV4.fullmatch(self.host)) or self.host == "localhost" or self.host.endswith(".localhost")
 
     @property
     def origin(self) -> str:

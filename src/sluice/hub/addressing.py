@@ -12,7 +12,7 @@ import re
 
 __all__ = ["project_from_host"]
 
-_IPV4 = re.compile(r"^(?:(?P<project>.+)\.)?(?P<ip>\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$")
+_IPV4 = re.compile(r"(?:(?P<project>.+)\.)?(?P<ip>\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})")
 
 
 def project_from_host(host: str | None, hostnames: tuple[str, ...] = ("localhost",)) -> str | None:
@@ -23,7 +23,7 @@ def project_from_host(host: str | None, hostnames: tuple[str, ...] = ("localhost
         return None
     host = host.rsplit(":", 1)[0] if ":" in host else host
     host = host.rstrip(".")
-    m = _IPV4.match(host)
+    m = _IPV4.fullmatch(host)
     if m:
         return m.group("project")
     for name in hostnames:

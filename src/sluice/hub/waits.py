@@ -50,7 +50,7 @@ MAX_WAIT_SHARDS = 20_000
 MAX_WAIT_SESSIONS = 1_000
 SESSION_IDLE = 120.0
 
-_SESSION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SESSION = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # fullmatch: "$" would let a trailing newline in
 _Key = tuple[str, int]  # (logstore, shard id): a session is about one project
 Lookup = Callable[[str, str, int], "ShardMeta | None"]  # (project, logstore, shard) -> current shard or None
 
@@ -95,7 +95,7 @@ def parse_wait_body(data: Any) -> WaitRequest:
     if not isinstance(data, dict):
         raise E.ParameterInvalid("the wait body must be a JSON object")
     session = data.get("session")
-    if not isinstance(session, str) or not _SESSION.match(session):
+    if not isinstance(session, str) or not _SESSION.fullmatch(session):
         raise E.ParameterInvalid("session must be 1-64 of [A-Za-z0-9_.-]")
     reset = data.get("reset", False)
     if not isinstance(reset, bool):

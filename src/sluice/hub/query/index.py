@@ -30,7 +30,7 @@ MAX_INDEX_KEYS = 500
 """Most field indexes in one logstore (SLS allows 500)."""
 
 _TYPES = {"text", "long", "double", "json"}
-_KEY_NAME = re.compile(r"^[^\x00-\x1f]{1,128}$")
+_KEY_NAME = re.compile(r"[^\x00-\x1f]{1,128}")  # fullmatch: "$" would let a trailing newline in
 
 
 def index_error(code: str, message: str, status: int = 400) -> E.SLSError:
@@ -97,7 +97,7 @@ def validate(body: Any) -> dict[str, Any]:
             raise index_error("IndexInfoInvalid", f"{len(keys)} key indexes exceed the limit of {MAX_INDEX_KEYS}")
         norm = {}
         for name, k in keys.items():
-            if not _KEY_NAME.match(name) or not isinstance(k, dict):
+            if not _KEY_NAME.fullmatch(name) or not isinstance(k, dict):
                 raise index_error("IndexInfoInvalid", f"key {name!r}: invalid name or config")
             kind = k.get("type", "text")
             if kind not in _TYPES:

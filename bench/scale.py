@@ -9,8 +9,9 @@
   under a steady load of PutLogs and heartbeats: p99/max latency while the pass deletes, how long it
   took, hub CPU. Also the CPU of passes that delete nothing at N shards (ttl-interval 1 s, idle hub).
   Target: no request delayed more than 20 ms.
-* disk: bench/hub.py's nginx-like group written ``--disk-groups`` times (lz4 bodies, as the SDK sends):
-  bytes on disk (segments + index) / raw bytes. Target: <= 0.45.
+* ingest, pull, disk: bench/hub.py's nginx-like group written ``--disk-groups`` times (lz4 bodies, as the
+  SDK sends), then pulled: raw MB/s of wall time and per CPU-second of the hub (compare the latter on a
+  shared machine), and bytes on disk (segments + index) / raw bytes. Target: <= 0.45.
 
 The machine is usually shared: compare rows of one run, not across runs. Usage:
 python bench/scale.py [--quick] [--shards 1,200,2000,20000]
@@ -263,15 +264,21 @@ async def expire_under_load(groups: int, tmp: Path) -> list[dict[str, object]]:
     return rows
 
 
-async def disk_ratio(groups: int, tmp: Path) -> dict[str, object]:
+async def ingest_pull_disk(groups: int, tmp: Path) -> list[dict[str, object]]:
+    """bench/hub.py's group written ``groups`` times (4 in flight, lz4 bodies as the SDK sends), then pulled
+    back (lz4 responses): raw MB per second of wall time and per CPU-second of the hub (the latter is what to
+    compare on a shared machine); then bytes on disk / raw bytes."""
     raw = make_group(4096)
     body = compress(raw, "lz4")
     headers = {"Content-Type": "application/x-protobuf", "x-log-bodyrawsize": str(len(raw)),
                "x-log-compresstype": "lz4"}
     data = tmp / "disk"
     hub, t = start_hub(data)
+    rows: list[dict[str, object]] = []
+    total_raw = groups * len(raw)
     try:
-        await create_shards(t, 2)
+        assert hub.proc is not None
+        await create_shards(t, 1)
         sent = 0
 
         async def worker() -> None:
@@ -281,53 +288,88 @@ async def disk_ratio(groups: int, tmp: Path) -> dict[str, object]:
                 await t.request("POST", "/logstores/ls0/shards/lb", project=PROJECT, headers=headers, body=body,
                                 retry=False)
 
+        c0, w0 = cpu_seconds(hub.proc.pid), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(4)))
+        cpu, wall = cpu_seconds(hub.proc.pid) - c0, time.perf_counter() - w0
+        rows.append({"test": "ingest, bench/hub.py data", "requests": groups, "raw_MB": total_raw / 1e6,
+                     "MB_per_s": total_raw / 1e6 / wall, "MB_per_hub_cpu_s": total_raw / 1e6 / max(cpu, 1e-9)})
+        resp = await t.request("GET", "/logstores/ls0/shards/0", project=PROJECT,
+                               params=[("type", "cursor"), ("from", "begin")])
+        cursor = resp.json()["cursor"]
+        pulled = 0
+        c0, w0 = cpu_seconds(hub.proc.pid), time.perf_counter()
+        while True:
+            resp = await t.request("GET", "/logstores/ls0/shards/0", project=PROJECT,
+                                   params=[("type", "log"), ("cursor", cursor), ("count", "1000")],
+                                   headers={"Accept-Encoding": "lz4", "Accept": "application/x-protobuf"})
+            if not int(resp.headers["x-log-count"]):
+                break
+            pulled += int(resp.headers["x-log-bodyrawsize"])
+            cursor = resp.headers["x-log-cursor"]
+        cpu, wall = cpu_seconds(hub.proc.pid) - c0, time.perf_counter() - w0
+        rows.append({"test": "pull, bench/hub.py data", "requests": groups, "raw_MB": pulled / 1e6,
+                     "MB_per_s": pulled / 1e6 / wall, "MB_per_hub_cpu_s": pulled / 1e6 / max(cpu, 1e-9)})
     finally:
         await t.aclose()
         hub.stop()
     seg = sum(p.stat().st_size for p in (data / "segments").rglob("*") if p.is_file())
     index = sum(p.stat().st_size for p in data.glob("hub.db*"))
-    total_raw = groups * len(raw)
     hub.close()
-    return {"test": "disk use, bench/hub.py data", "requests": groups, "raw_MB": total_raw / 1e6,
-            "disk_MB": (seg + index) / 1e6, "disk_ratio": (seg + index) / total_raw,
-            "wire_ratio": len(body) / len(raw), "target": "<= 0.45"}
+    rows.append({"test": "disk use, bench/hub.py data", "requests": groups, "raw_MB": total_raw / 1e6,
+                 "disk_MB": (seg + index) / 1e6, "disk_ratio": (seg + index) / total_raw,
+                 "wire_ratio": len(body) / len(raw), "target": "<= 0.45"})
+    return rows
 
 
 async def main_async(args: argparse.Namespace) -> None:
     shard_counts = [int(x) for x in args.shards.split(",")] if args.shards else (
         [1, 200, 2000] if args.quick else [1, 200, 2000, 20000])
     n = 100 if args.quick else args.requests
+    parts = set(args.only.split(",")) if args.only else {"requests", "idle", "expire", "disk"}
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="sluice-scale-") as tmp_name:
         tmp = Path(tmp_name)
-        for shards in shard_counts:
-            rows += await per_request(shards, n, tmp)
-            print(f"... {shards} shards done", flush=True)
-        for shards in shard_counts:
-            rows.append(await idle_retention(shards, 3 if args.quick else 6, tmp))
-        rows += await expire_under_load(2000 if args.quick else args.expire_groups, tmp)
-        rows.append(await disk_ratio(10 if args.quick else args.disk_groups, tmp))
+        if "requests" in parts:
+            for shards in shard_counts:
+                rows += await per_request(shards, n, tmp)
+                print(f"... {shards} shards done", flush=True)
+        if "idle" in parts:
+            for shards in shard_counts:
+                rows.append(await idle_retention(shards, 3 if args.quick else 6, tmp))
+        if "expire" in parts:
+            rows += await expire_under_load(2000 if args.quick else args.expire_groups, tmp)
+        if "disk" in parts:
+            rows += await ingest_pull_disk(10 if args.quick else args.disk_groups, tmp)
     by = {r["test"]: r for r in rows}
     lo, hi = shard_counts[0], shard_counts[-1]
-    parts = []
-    for name in ("PutLogs", "PullLogs", "heartbeat", "checkpoint"):
-        a, b = by[f"{name} @ {lo} shards"], by[f"{name} @ {hi} shards"]
-        parts.append(f"{name} {a['cpu_us']:.0f}->{b['cpu_us']:.0f} us p99 {a['p99_ms']:.1f}->{b['p99_ms']:.1f} ms")
-    expire_rows = [r for r in rows if "during a pass" in str(r["test"])]
-    summary = (f"{lo}->{hi} shards: " + ", ".join(parts)
-               + f"; retention max delay {max(float(str(r['max_ms'])) for r in expire_rows):.1f} ms"
-               + f"; disk {by['disk use, bench/hub.py data']['disk_ratio']:.3f}x raw" + (" [quick]" if args.quick else ""))
-    report("scale", rows, summary=summary, extra={"quick": args.quick})
+    summary = []
+    if "requests" in parts:
+        for name in ("PutLogs", "PullLogs", "heartbeat", "checkpoint"):
+            a, b = by[f"{name} @ {lo} shards"], by[f"{name} @ {hi} shards"]
+            summary.append(f"{name} {a['cpu_us']:.0f}->{b['cpu_us']:.0f} us p99 {a['p99_ms']:.1f}->{b['p99_ms']:.1f} ms"
+                           f" ({lo}->{hi} shards)")
+    if "idle" in parts:
+        summary.append(f"idle retention pass {by[f'retention, nothing due @ {hi} shards']['cpu_ms_per_pass']:.0f} ms "
+                       f"CPU at {hi} shards")
+    if "expire" in parts:
+        expire_rows = [r for r in rows if "during a pass" in str(r["test"])]
+        summary.append(f"retention max delay {max(float(str(r['max_ms'])) for r in expire_rows):.1f} ms")
+    if "disk" in parts:
+        summary.append(f"ingest {by['ingest, bench/hub.py data']['MB_per_hub_cpu_s']:.0f} / pull "
+                       f"{by['pull, bench/hub.py data']['MB_per_hub_cpu_s']:.0f} MB per hub CPU-s, "
+                       f"disk {by['disk use, bench/hub.py data']['disk_ratio']:.3f}x raw")
+    report("scale", rows, summary="; ".join(summary) + (" [quick]" if args.quick else ""),
+           extra={"quick": args.quick})
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
     p.add_argument("--shards", default="", help="comma-separated shard counts (default 1,200,2000,20000)")
+    p.add_argument("--only", default="", help="comma-separated parts: requests,idle,expire,disk (default all)")
     p.add_argument("--requests", type=int, default=500, help="requests per measured kind")
     p.add_argument("--expire-groups", type=int, default=100_000, help="groups one retention pass deletes")
-    p.add_argument("--disk-groups", type=int, default=200, help="~0.93 MB groups written for the disk ratio")
+    p.add_argument("--disk-groups", type=int, default=300, help="~0.93 MB groups written for throughput and disk")
     asyncio.run(main_async(p.parse_args()))
 
 

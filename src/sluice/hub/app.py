@@ -75,7 +75,8 @@ class Hub:
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_put_bytes + (1 << 20))
         # The web console (/console: no SLS API there) is routed before the catch-all; it has its own sign-in.
-        parts = ConsoleParts(self.config, self.auth, self.limits, self.store, self.coordinators, self.metrics)
+        parts = ConsoleParts(self.config, self.auth, self.limits, self.store, self.coordinators, self.metrics,
+                             query=self.query)
         Console(parts, self._executor).register(app)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)  # any path, newlines included
         app.on_startup.append(self._on_startup)

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from ...wire import errors as E
 from ..auth import ANONYMOUS, Principal
-from . import pages, views
+from . import pages, search, views
 from .ingest import RateSampler, store_shard_counters
 from .session import COOKIE_NAME, SessionStore, SignInThrottle
 from .tail import DEFAULT_BACK, MAX_BACK, RESERVE_BYTES, make_filter, parse_cursor, read_tail
@@ -52,7 +52,7 @@ _T = TypeVar("_T")
 # Only the console's own files, nothing inline, nothing from elsewhere (see pages.py).
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-_STATIC_TYPES = {"console.css": "text/css", "console.js": "text/javascript"}
+_STATIC_TYPES = {"console.css": "text/css", "console.js": "text/javascript", "search.js": "text/javascript"}
 _MAX_FORM_BYTES = 16 << 10  # a key id and a secret; the hub's body limit is sized for PutLogs, not forms
 
 
@@ -247,12 +247,22 @@ class Console:
                 return await self._api_tail(raw, principal)
             if parts[1] == "rates":
                 return self._api_rates(raw, principal)
+            if parts[1] == "search":  # the search page's results and histogram (search.py, #21)
+                return await search.api_search(self, raw, principal)
+            if parts[1] == "histogram":
+                return await search.api_histogram(self, raw, principal)
         if parts[0] == "p" and n == 2:
             rows_ls = await self._in_executor(views.project_view, hub, principal, parts[1], self.rates)
             return self._html(pages.project_page(parts[1], rows_ls, who=who, auth_enabled=auth, window=window))
         if parts[0] == "p" and n == 3:
             v = views.logstore_view(hub, principal, parts[1], parts[2], self.rates)
             return self._html(pages.logstore_page(v, who=who, auth_enabled=auth, window=window))
+        if parts[0] == "p" and n == 4 and parts[3] == "search":
+            views.require_logstore(hub, principal, parts[1], parts[2])
+            span = raw.query.get("range", "15m")
+            return self._html(search.search_page(parts[1], parts[2], who=who, auth_enabled=auth,
+                                                 query=raw.query.get("q", "")[:4000],
+                                                 span=span if span in search.RANGES else "15m"))
         if parts[0] == "p" and n == 4 and parts[3] == "tail":
             views.require_logstore(hub, principal, parts[1], parts[2])
             return self._html(pages.tail_page(parts[1], parts[2], who=who, auth_enabled=auth,

@@ -204,7 +204,8 @@ def logstore_page(v: LogstoreView, *, who: str | None, auth_enabled: bool, windo
         _stat("ttl", f"{v.ttl} d"),
     ])
     body = (f'<h1>Logstore {escape(v.name)} <a class="button" href="{escape(url("p", v.project, v.name, "tail"))}">'
-            f"Live tail</a></h1>"
+            f"Live tail</a> <a class=\"button\" href=\"{escape(url('p', v.project, v.name, 'search'))}\">"
+            f"Search</a></h1>"
             f'<section class="stats">{stats}</section>'
             + _chart(src, f"ingest of {v.name}, last {window / 60:.0f} min")
             + "<h2>Shards</h2>"

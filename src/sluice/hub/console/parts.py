@@ -7,6 +7,7 @@ sign-ins with the authenticator and bounds its tail reads with the request limit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..auth import Authenticator
 from ..config import HubConfig
@@ -26,3 +27,4 @@ class ConsoleParts:
     store: Store
     coordinators: Coordinators
     metrics: HubMetrics
+    query: Any = None  # hub/query/handlers.QueryService: the search page (#21)

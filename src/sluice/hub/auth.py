@@ -30,7 +30,7 @@ from ..wire import errors as E
 from ..wire.signing import verify_request
 from .config import AccessKey, HubConfig
 
-__all__ = ["Authenticator", "Principal", "ANONYMOUS", "Access", "authorize"]
+__all__ = ["Authenticator", "Principal", "ANONYMOUS", "Access", "authorize", "refuse_duplicate_signed_headers"]
 
 
 class Access(enum.Enum):
@@ -108,6 +108,35 @@ def authorize(principal: Principal, access: Access, api: str, project: str | Non
     raise E.Unauthorized(f"denied by sts or ram, action: log:{api}, resource: project/{project or '*'}: {why}")
 
 
+_SIGNED_PLAIN = frozenset({"authorization", "content-md5", "content-type", "date", "host"})
+
+
+def _is_signed(name: str) -> bool:
+    """Headers a signature covers (v1 or v4), ``name`` lowercase: the plain ones above, ``x-log-*`` and
+    ``x-acs-*``."""
+    return name in _SIGNED_PLAIN or name.startswith(("x-log-", "x-acs-"))
+
+
+def refuse_duplicate_signed_headers(headers: Mapping[str, str]) -> None:
+    """Raise 400 ParameterInvalid if a signed header comes more than once.
+
+    Why: the signature is computed over one copy and a handler may read another (with two ``x-log-hashkey``
+    headers, a PutLogs signed for one key landed in the shard of the other). HTTP allows repeating a header
+    only where its value is a list, and no signed SLS header is one, so a repeat is refused, never merged."""
+    getall = getattr(headers, "getall", None)
+    if getall is None:  # a plain dict cannot repeat a name
+        return
+    seen: set[str] = set()
+    for name, _ in headers.items():  # items(), not keys(): multidict's keys() lists a repeated name once
+        lower = name.lower()
+        if lower in seen:
+            if _is_signed(lower):
+                raise E.ParameterInvalid(f"header {lower} is sent {len(getall(name))} times; a signed header must "
+                                         f"come once")
+            continue
+        seen.add(lower)
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is None:  # a plain dict with other casing (aiohttp's headers are case-insensitive already)
@@ -137,8 +166,10 @@ class Authenticator:
               headers: Mapping[str, str], body: bytes) -> Principal:
         """The principal that signed the request (ANONYMOUS with auth off); raises the SLS 401 errors.
 
-        Order: signature and time first (wire.signing, constant-time, a replay older than ``max_skew`` is
-        refused), then the key's expiry and security token, so an unsigned probe learns nothing about keys."""
+        Order: a signed header sent twice is refused first (400, with auth on or off), then signature and
+        time (wire.signing, constant-time, a replay older than ``max_skew`` is refused), then the key's expiry
+        and security token, so an unsigned probe learns nothing about keys."""
+        refuse_duplicate_signed_headers(headers)
         if not self._enabled:
             return ANONYMOUS
         key_id = verify_request(method, resource, query_pairs, headers, body, self._secret,

@@ -108,3 +108,14 @@ def brute_force(written: list[tuple[float, dict[str, str]]], rules: list[dict[st
 
 def alert_tuple(a: dict[str, Any]) -> tuple[Any, ...]:
     return (a["rule"], a["key"], a["window_start"], round(a["from"], 3), round(a["to"], 3), a["count"])
+
+
+def evaluator_of(client: Client, project: str, group: str) -> str:
+    """The consumer that last checkpointed the job's state shard (its evaluator), '' while there is none."""
+    from sluice.pipelines.monitor.state import default_state_logstore
+    from sluice.wire.errors import SLSError
+    try:
+        entries = client.get_checkpoints(project, default_state_logstore(group), group)
+    except SLSError:
+        return ""
+    return next((str(e.get("consumer", "")) for e in entries if e.get("checkpoint")), "")

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sluice.client import Client
-from sluice.pipelines.monitor.state import default_state_logstore
 from sluice.testing import HubProcess
 from tests._jobs import JobProc, checkpoints, wait_for
 from tests.conftest import unique
-from tests.integration._monitor import Hook, alert_tuple, brute_force, put_at
+from tests.integration._monitor import Hook, alert_tuple, brute_force, evaluator_of, put_at
 
 SHARDS = 4
 WINDOW, DEDUP, THRESHOLD = 2, 6, 4
@@ -84,8 +83,7 @@ def test_same_alerts_with_1_2_3_processes_a_kill_and_a_replay(
             for s in range(SHARDS):
                 put_at(client, project, "web", s, SHARDS, time.time(), {"msg": "warm-up", "host": "w"})
             return all(len(checkpoints(client, project, "web", groups[n])) == SHARDS and
-                       checkpoints(client, project, default_state_logstore(groups[n]), groups[n])
-                       for n in (1, 2, 3))
+                       evaluator_of(client, project, groups[n]) for n in (1, 2, 3))
         wait_for(ready, 60, "every group consuming every shard", interval=0.5, alive=running)
 
         written: list[tuple[float, dict[str, str]]] = []
@@ -105,7 +103,7 @@ def test_same_alerts_with_1_2_3_processes_a_kill_and_a_replay(
             elif what == "fatal":
                 written.append(put_at(client, project, "web", 1, SHARDS, time.time(), {"msg": "FATAL: oom"}))
             else:  # SIGKILL the evaluator of the 3-process group
-                holder = checkpoints(client, project, default_state_logstore(groups[3]), groups[3])[0][1]
+                holder = evaluator_of(client, project, groups[3])
                 victim = next(j for j in procs[3] if j.consumer == holder)
                 victim.proc.send_signal(signal.SIGKILL)
                 assert victim.proc.wait(5) == -signal.SIGKILL

@@ -42,6 +42,9 @@ consumer's median run by CPU (a real run, all its figures from it); ``cpu_s_each
 
 (c) latency: a producer in this process puts small batches (``ts`` field = time.time()) at a steady rate into a
     2-shard logstore while one sluice native consumer (its own process) reads; latency = handler time - ts.
+(e) start-up: a consumer process from exec until its processor handled the first (small) batch, the SDK's and
+    the compat consumer's (seed 002's options), ``--repeat`` times each, interleaved: the whole process's CPU
+    (interpreter, imports, set-up, the first fetch; the first two the same for both). Target: compat <= SDK.
 (d) idle: one process and one event loop following ``--idle-logstores`` logstores x 2 shards, one AsyncConsumer
     each (default settings), first with one shared AsyncClient, then (full run) with an AsyncClient per consumer
     and, as a reference for the knob, the shared client with ``heartbeat_interval=5``.
@@ -235,6 +238,68 @@ def _run_seed(spec: dict[str, Any]) -> dict[str, Any]:
     # no shutdown: not measured, and the SDK's takes seconds; the process exits right after reporting
 
 
+def _run_startup(spec: dict[str, Any]) -> dict[str, Any]:
+    """(e): a consumer process from exec until its processor has handled the first (small) batch: the whole
+    process's CPU (interpreter, imports, setting up, the first fetch), the SDK's or the compat consumer's, with
+    seed 002's options. This child has imported only the bench module so far (the same for both)."""
+    u_start = _usage()
+    t0 = time.perf_counter()
+    if spec["impl"] == "sdk":
+        from aliyun.log.consumer import ConsumerProcessorBase, ConsumerWorker, CursorPosition, LogHubConfig
+    else:
+        from sluice.consumer import (ConsumerProcessorBase, ConsumerWorker,  # type: ignore[assignment]
+                                     CursorPosition, LogHubConfig)
+    u_imported = _usage()
+    got = threading.Event()
+
+    class First(ConsumerProcessorBase):  # type: ignore[misc, valid-type]
+        def process(self, log_groups: Any, check_point_tracker: Any) -> None:
+            for g in log_groups.LogGroups:
+                for log in g.Logs:
+                    _ = [(c.Key, c.Value) for c in log.Contents]
+            got.set()
+
+    option = LogHubConfig(spec["endpoint"], spec["key_id"], spec["key_secret"], spec["project"], spec["logstore"],
+                          spec["group"], f"{spec['group']}-{os.getpid()}",
+                          cursor_position=CursorPosition.BEGIN_CURSOR, heartbeat_interval=6, data_fetch_interval=1)
+    worker = ConsumerWorker(First, consumer_option=option)
+    worker.start()
+    got.wait(spec["timeout"])
+    u_end = _usage()
+    return {"ok": got.is_set(), "wall_s": time.perf_counter() - t0,
+            "before_import_cpu_s": u_start[0] + u_start[1], "import_cpu_s": sum(u_imported[:2]) - sum(u_start[:2]),
+            "start_cpu_s": sum(u_end[:2]) - sum(u_imported[:2]), "total_cpu_s": u_end[0] + u_end[1]}
+
+
+async def _startup(args: argparse.Namespace, client: Any, runner: "Runner", rows: list[dict[str, Any]]) -> None:
+    """(e): start-up cost, SDK and compat interleaved, ``--repeat`` times each; a row is the median by total CPU."""
+    from hub import make_group
+
+    ls = "startup"
+    await client.create_logstore(PROJECT, ls, ttl=1, shard_count=2)
+    await client.put_log_group(PROJECT, ls, make_group(16, seed=3))
+    runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "sluice compat": []}
+    for rep in range(1 if args.quick else args.repeat):
+        for i, name in enumerate(runs):
+            res = await runner.child({"kind": "startup", "impl": "sdk" if name == "sdk" else "sluice",
+                                      "name": f"startup-{name}", "logstore": ls, "group": f"g_e{i}r{rep}",
+                                      "timeout": 60})
+            runs[name].append(res)
+            print(f"  (e) start-up  {name:27s} run {rep + 1}: {res['total_cpu_s']:.2f} CPU s in all "
+                  f"(imports {res['import_cpu_s']:.2f}, start to first batch {res['start_cpu_s']:.2f}), "
+                  f"first batch after {res['wall_s']:.1f} s", flush=True)
+    med = {n: sorted(rs, key=lambda r: r["total_cpu_s"])[len(rs) // 2] for n, rs in runs.items()}
+    for name, r in med.items():
+        row = {"test": "(e) start-up", "consumer": name, "ok": "yes" if all(x["ok"] for x in runs[name]) else "NO",
+               "wall_s": r["wall_s"], "cpu_s": r["total_cpu_s"], "import_cpu_s": r["import_cpu_s"],
+               "start_cpu_s": r["start_cpu_s"],
+               "cpu_s_each_run": " ".join(f"{x['total_cpu_s']:.2f}" for x in runs[name])}
+        if name != "sdk":
+            row["target"] = "<= the SDK's CPU (exec to first batch)"
+            row["met"] = "yes" if r["total_cpu_s"] <= med["sdk"]["total_cpu_s"] and row["ok"] == "yes" else "NO"
+        rows.append(row)
+
+
 async def _run_native(spec: dict[str, Any]) -> dict[str, Any]:
     from sluice.client import AsyncClient
     from sluice.consumer import AsyncConsumer, ConsumerConfig, tune_allocator
@@ -374,6 +439,8 @@ def child_main(spec: dict[str, Any]) -> None:
     kind = spec["kind"]
     if kind == "seed":
         result = _run_seed(spec)
+    elif kind == "startup":
+        result = _run_startup(spec)
     elif kind == "native":
         result = _run_loop(_run_native(spec))
     elif kind == "latency":
@@ -570,6 +637,8 @@ async def main_async(args: argparse.Namespace) -> None:
                               f"hub {row['hub_cpu_s']:.1f} s  {row['check']}", flush=True)
                 rows += _judge(test, handler, entries, runs)
 
+            if "e" in args.only:
+                await _startup(args, client, runner, rows)
             if "c" in args.only:
                 await _latency(args, client, runner, rows)
             if "d" in args.only:
@@ -789,7 +858,7 @@ def main() -> None:
                    help="(d) measuring window; one long-poll period (25 s), so every shard's poll is counted once")
     p.add_argument("--repeat", type=int, default=3,
                    help="(a) and (b): runs of each consumer, interleaved; the row is the median run (odd; quick: 1)")
-    p.add_argument("--only", default="abcd", help="run only these tests, e.g. 'a' or 'cd' (default: abcd)")
+    p.add_argument("--only", default="abcde", help="run only these tests, e.g. 'a' or 'cd' (default: abcde)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.repeat < 1 or args.repeat % 2 == 0:

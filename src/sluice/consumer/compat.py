@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import threading
 import time
+from datetime import datetime
 from enum import Enum
 from typing import Any, Callable
 
@@ -68,6 +70,9 @@ class ConsumerStatus(Enum):
     SHUTDOWN_COMPLETE = "SHUTDOWN_COMPLETE"
 
 
+_PLAIN_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{1,2}):(\d{1,2})\s*$")
+
+
 def sdk_time(value: Any) -> str:
     """A start/end time as the SDK reads it (``aliyun.log.util.parse_timestamp``): "begin"/"end", unix
     seconds (number or digits), or a date in any form ``dateutil`` parses ("2018-12-26 0:0:0",
@@ -78,7 +83,10 @@ def sdk_time(value: Any) -> str:
     text = value.decode() if isinstance(value, bytes) else str(value)
     if text in ("begin", "end") or text.isdigit():
         return text
-    from dateutil import parser  # noqa: PLC0415 - imported only for a date (start-up cost)
+    m = _PLAIN_DATE.match(text)
+    if m:  # the seeds' form, read as dateutil reads it (a naive datetime, local time) without importing it
+        return str(int(datetime(*(int(g) for g in m.groups())).timestamp()))  # type: ignore[misc]
+    from dateutil import parser  # noqa: PLC0415 - imported only for other forms (~35 ms of start-up CPU)
     try:
         return str(int(parser.parse(text).timestamp()))
     except (ValueError, OverflowError) as exc:

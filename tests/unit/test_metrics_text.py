@@ -3,8 +3,6 @@ wrote for them."""
 
 from __future__ import annotations
 
-import threading
-
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,9 +11,22 @@ from sluice.hub.store.base import Checkpoint, GroupMeta, LogstoreMeta, ShardMeta
 
 
 class _Store:
+    """The Store lookups take_state uses, over a dict."""
+
     def __init__(self) -> None:
-        self.lock = threading.RLock()
         self.logstores: dict[tuple[str, str], LogstoreMeta] = {}
+
+    def logstore_keys(self) -> list[tuple[str, str]]:
+        return sorted(self.logstores)
+
+    def group_keys(self) -> list[tuple[str, str, str]]:
+        return [(p, ls, g) for (p, ls), m in self.logstores.items() for g in m.groups]
+
+    def shards_of(self, project: str, logstore: str) -> list[ShardMeta]:
+        return sorted(self.logstores[(project, logstore)].shards.values(), key=lambda s: s.shard_id)
+
+    def groups_of(self, project: str, logstore: str) -> list[GroupMeta]:
+        return sorted(self.logstores[(project, logstore)].groups.values(), key=lambda g: g.name)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -113,7 +113,7 @@ class Hub:
             body = await self.limits.read_body(raw)  # size, in-flight bytes and time bounded (limits.py)
             req = Request(raw, body, self.config.hostnames)
             if req.path == "/metrics" and req.method == "GET":
-                return self._metrics_response(req, request_id)
+                return await self._metrics_response(req, request_id)
             match = self.routes.match(req)
             api = match.api
             req.principal = self.auth.check(req.method, req.path, req.pairs, req.headers, body)
@@ -147,7 +147,7 @@ class Hub:
             self.metrics.bytes_out.inc(len(resp.body))  # type: ignore[arg-type]
         return resp
 
-    def _metrics_response(self, req: Request, request_id: str) -> web.Response:
+    async def _metrics_response(self, req: Request, request_id: str) -> web.Response:
         """Prometheus text format. Open when the hub runs with --no-auth; otherwise it needs
         ``Authorization: Bearer <--metrics-token>`` (Prometheus cannot sign SLS requests)."""
         token = self.config.metrics_token
@@ -155,6 +155,7 @@ class Hub:
             err = E.Unauthorized("metrics need 'Authorization: Bearer <token>' (start the hub with --metrics-token)")
             resp = response(401, json.dumps(err.to_json()).encode(), JSON)
         else:
-            resp = response(body=self.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+            body = await self.metrics.render(self._executor)  # built on a reader thread (metrics.py)
+            resp = response(body=body, content_type="text/plain; version=0.0.4; charset=utf-8")
         resp.headers["x-log-requestid"] = request_id
         return resp

@@ -36,6 +36,10 @@ class Coordinators:
         coord.timeout = float(group.timeout)
         return coord
 
+    def member_counts(self, now: float) -> dict[GroupKey, int]:
+        """Live consumers of every running coordinator (event loop only: coordinators are not thread-safe)."""
+        return {key: len(coord.members(now)) for key, coord in self._by_key.items()}
+
     def forget(self, project: str, logstore: str | None = None, group: str | None = None) -> None:
         """Drop the coordinators of a deleted project, logstore or group."""
         for key in [k for k in self._by_key if k[0] == project and logstore in (None, k[1])

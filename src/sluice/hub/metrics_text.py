@@ -3,8 +3,8 @@ series (#19.3).
 
 Why not prometheus-client's collectors for these: building a sample object per series and formatting it costs
 ~10 us, so a hub with 10,000 shards spent 60-110 ms per scrape, on the event loop, and a scrape raised heartbeat
-latency from 1.6 ms to 86 ms. Here the store's state is copied under its lock into plain tuples (a few ms at
-10,000 shards, so the store's writer waits no longer than that), then formatted with f-strings outside the lock,
+latency from 1.6 ms to 86 ms. Here the store's state is copied logstore by logstore into plain tuples
+through the ``Store`` lookups (``logstore_keys``, ``shards_of``, ``groups_of``), then formatted with f-strings,
 on a worker thread: the event loop only takes the consumer counts from the coordinators (per group, not per
 shard), which are not thread-safe.
 
@@ -15,6 +15,8 @@ per-logstore counters no longer carry a ``_created`` series (half of their text,
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
+
+from ..wire import errors as E
 
 __all__ = ["counter_text", "escape_label", "state_text", "StateSnapshot", "take_state"]
 
@@ -47,15 +49,19 @@ def counter_text(name: str, help_text: str, counter: Any, labelnames: tuple[str,
 
 
 def take_state(store: Any) -> StateSnapshot:
-    """Copy what the gauges need into plain tuples. The store's lock is taken once per logstore (each one is
-    consistent in itself), so its writer never waits for more than one logstore's copy."""
+    """Copy what the gauges need into plain tuples, one logstore at a time through the store's lookups (each
+    takes the engine's lock briefly: its writer never waits for more than one logstore's copy, where one
+    ``Store.snapshot()`` would hold it for the whole hub). A logstore deleted meanwhile is left out."""
     out: StateSnapshot = []
-    with store.lock:
-        metas = list(store.logstores.items())
-    for (project, name), ls in metas:
-        with store.lock:
-            shards = [(s.shard_id, s.status, s.bytes_stored, s.begin_seq, s.end_seq) for s in ls.shards.values()]
-            groups = [(g.name, {sid: cp.seq for sid, cp in g.checkpoints.items()}) for g in ls.groups.values()]
+    with_groups = {(p, ls) for p, ls, _ in store.group_keys()}
+    for project, name in store.logstore_keys():
+        try:
+            metas = store.shards_of(project, name)
+            gmetas = store.groups_of(project, name) if (project, name) in with_groups else []
+        except E.SLSError:  # deleted since the keys were taken
+            continue
+        shards = [(s.shard_id, s.status, s.bytes_stored, s.begin_seq, s.end_seq) for s in metas]
+        groups = [(g.name, {sid: cp.seq for sid, cp in dict(g.checkpoints).items()}) for g in gmetas]
         out.append((project, name, shards, groups))
     return out
 

@@ -440,6 +440,10 @@ class SQLiteStore:
         with self.lock:
             return [(p, ls, g) for (p, ls), meta in self.logstores.items() for g in meta.groups]
 
+    def logstore_keys(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return sorted(self.logstores)
+
     def snapshot(self, project: str | None = None) -> list[LogstoreMeta]:
         with self.lock:
             return [replace(m, config=dict(m.config), shards=dict(m.shards),

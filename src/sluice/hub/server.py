@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import ssl
 
 from aiohttp import web
 
+from .._signals import stop_on_signals
 from ..wire.errors import ConfigError
 from .app import Hub
 from .bad_http import SLSAppRunner
@@ -66,12 +66,7 @@ async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
     # Signals are handled before the hub says it is ready, so a SIGTERM right after "listening" is a
     # graceful stop, never the default handler's abrupt exit.
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    stop_on_signals(stop)
     try:
         await site.start()
         log.info("hub listening on %s://%s:%d (data in %s, auth %s)", scheme, config.host, config.port,

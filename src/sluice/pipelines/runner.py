@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 
+from .._signals import stop_on_signals
 from ..consumer import AsyncConsumer, ByteBudget, ConsumerConfig, Processor
 from ..consumer.config import default_consumer_name
 from ..wire.batch import Batch
@@ -322,12 +322,7 @@ async def run_job(config: JobConfig, *, status: Callable[[dict[str, Any]], None]
         serve_metrics(job, metrics_port)
     stop = stop or asyncio.Event()
     job.on_failure = stop.set
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    stop_on_signals(stop)
     try:
         await job.check()
         await job.start()

@@ -4,7 +4,7 @@ Why: aiohttp reads a whole body into memory and has no timeout for reading it, s
 large PutLogs from many connections could exhaust the hub's memory, and a client that sends headers and
 then trickles (or stops sending) the body would hold a connection and its buffer for ever.
 
-* ``ByteBudget``: the bytes of request bodies the hub holds at once, across all connections. A request
+* ``ByteSemaphore``: the bytes of request bodies the hub holds at once, across all connections. A request
   reserves its declared body size (plus its declared decompressed size) *before* its body is read, and
   frees it when its response has been sent. Without room it waits, in arrival order, at most
   ``inflight_wait`` seconds, then gets 503 ``ServerBusy`` (which the SDK and sluice's client retry).
@@ -40,14 +40,15 @@ from .config import HubConfig
 
 log = logging.getLogger("sluice.hub")
 
-__all__ = ["ByteBudget", "RequestLimits", "WRITE_SLICE", "bounded_writes"]
+__all__ = ["ByteSemaphore", "RequestLimits", "WRITE_SLICE", "bounded_writes"]
 
 WRITE_SLICE = 256 << 10
 
 
-class ByteBudget:
+class ByteSemaphore:
     """A counting semaphore over bytes, first come first served (a large request is not starved by a
-    stream of small ones). Event-loop only: no locks."""
+    stream of small ones). Event-loop only: no locks. (Not the consumer's ``ByteBudget``, a soft limit on
+    fetched-but-unprocessed bytes: this one is a hard capacity that refuses after a wait.)"""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -101,7 +102,7 @@ class RequestLimits:
 
     def __init__(self, config: HubConfig) -> None:
         self.max_body = config.max_put_bytes
-        self.budget = ByteBudget(config.max_inflight_bytes)
+        self.budget = ByteSemaphore(config.max_inflight_bytes)
         self.wait = config.inflight_wait
         self.body_timeout = config.body_timeout
 

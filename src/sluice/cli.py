@@ -463,6 +463,14 @@ def admin() -> None:
     """Projects, logstores, shards and consumer groups (hub or SLS)."""
 
 
+def _register_checkpoint_command() -> None:  # `sluice admin checkpoint show|reset` (admin.py, #18)
+    from .admin import checkpoint
+    admin.add_command(checkpoint)
+
+
+_register_checkpoint_command()
+
+
 def _admin_call(endpoint: str, key_id: str, secret: str, fn, as_json: bool = True) -> None:  # type: ignore[no-untyped-def]
     import json as _json
 

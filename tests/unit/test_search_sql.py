@@ -76,3 +76,20 @@ def test_index_search_sql_histogram_expire_and_reopen(idx: IndexStore, tmp_path:
         assert again.progress() == {7: 10} and again.stats()[0] == 50
     finally:
         again.close()
+
+
+def test_odd_values_take_the_robust_path_and_keys_are_never_values(idx: IndexStore) -> None:
+    spec = IndexSpec.from_config(validate({"line": {}, "keys": {"n": {"type": "long"}}}))
+    assert spec is not None
+    idx.ensure_keys(spec)
+    idx.ingest(1, 0, [(0, 0, {"a": "status", "b": "x", "__time__": 5}),
+                      (0, 1, {"status": "200", "__time__": 6, "__tag__:host": "h"})], 1)
+    assert idx.search(parse_search("status: *"), spec, 0, 10, None, 0, 10, False).processed == 1
+    assert idx.search(parse_search("b: x"), spec, 0, 10, None, 0, 10, False).processed == 1
+    assert idx.search(parse_search("__tag__:host: h"), spec, 0, 10, None, 0, 10, False).processed == 1
+    # separators and NUL inside values: the batch goes the list path; NUL becomes U+FFFD, the rest is kept
+    idx.ingest(2, 1, [(0, 0, {"m": "rec\x1esep\x1fx", "n": "7", "__time__": 7}),
+                      (0, 1, {"m": "nul\x00inside", "__time__": 8})], 1)
+    rows = idx.search(parse_search("*"), spec, 7, 9, None, 0, 10, False).rows
+    assert [r["m"] for r in rows] == ["rec\x1esep\x1fx", "nul\ufffdinside"]
+    assert idx.search(parse_search("n >= 7"), spec, 0, 10, None, 0, 10, False).processed == 1

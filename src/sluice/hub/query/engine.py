@@ -1,7 +1,8 @@
 """A logstore's index: one DuckDB file the indexer fills and GetLogs/GetHistograms read.
 
 Table ``logs``: one row per log (shard, seq of its group, position in the group, ``__time__``, topic,
-source, tags and fields as JSON, the full-text line of :func:`search.full_text`) plus one typed column per
+source, tags and the fields as ``line``: ``key NUL value NUL key NUL value ...``, which is both what GetLogs
+returns (split back into a dict) and what full text searches (:func:`search.full_text`)) plus one typed column per
 key of the index config (``long`` -> BIGINT, ``double`` -> DOUBLE, else VARCHAR), added as keys are added
 (like SLS, a new key applies to data indexed from then on). Table ``progress``: per shard, the sequence
 number indexed up to. Rows and progress are written in one transaction, so after a crash the indexer
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from itertools import islice
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,7 @@ class IndexStore:
         self._con.execute("SET lock_configuration = true")
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS logs(shard INTEGER, seq BIGINT, i INTEGER, t BIGINT, topic VARCHAR, "
-            "source VARCHAR, tags VARCHAR, f VARCHAR, line VARCHAR)")
+            "source VARCHAR, tags VARCHAR, line VARCHAR)")
         self._con.execute("CREATE TABLE IF NOT EXISTS progress(uid BIGINT PRIMARY KEY, shard INTEGER, seq BIGINT, "
                           "begin_seq BIGINT)")
         self._con.execute("CREATE TABLE IF NOT EXISTS keycols(name VARCHAR PRIMARY KEY, col VARCHAR, type VARCHAR)")
@@ -105,17 +107,17 @@ class IndexStore:
         if key == "__source__":
             return "source", "text"
         if key.startswith("__tag__:"):
-            return f"json_extract_string(tags, {_json_path(key[8:])})", "text"
+            return _pair_value("tags", key[8:]), "text"
         have = self._keycols.get(key)
         if have is not None:
             return have[0], have[1]
-        return f"json_extract_string(f, {_json_path(key)})", "text"
+        return _pair_value("line", key), "text"
 
     def raw_of(self, key: str) -> str:
         """SQL expression of a key's text as logged (typed keys included)."""
         if key in _META or key.startswith("__tag__:"):
             return self.column_of(key)[0]
-        return f"json_extract_string(f, {_json_path(key)})"
+        return _pair_value("line", key)
 
     # ------------------------------------------------------------------ writing
     def progress(self) -> dict[int, int]:
@@ -131,7 +133,7 @@ class IndexStore:
             con.execute("BEGIN")
             try:
                 if rows:
-                    self._insert(rows, shard_id, self.scratch / "batch.json")
+                    self._insert(rows, shard_id)
                 con.execute("INSERT OR REPLACE INTO progress VALUES (?, ?, ?, COALESCE((SELECT begin_seq FROM "
                             "progress WHERE uid = ?), 0))", [uid, shard_id, next_seq, uid])
                 con.execute("COMMIT")
@@ -139,35 +141,87 @@ class IndexStore:
                 con.execute("ROLLBACK")
                 raise
 
-    def _insert(self, rows: list[tuple[int, int, dict[str, Any]]], shard_id: int, scratch: Path) -> None:
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        lines = []
-        for seq, i, log in rows:
-            fields, tags = {}, {}
-            for k, v in log.items():
-                if isinstance(v, bytes):
-                    v = v.decode("utf-8", "replace")
-                if k in _META:
+    def ingest_groups(self, uid: int, shard_id: int, groups: list[tuple[int, list[dict[str, Any]]]],
+                      next_seq: int) -> None:
+        """Like :meth:`ingest`, for groups as the C decoder returns them (each log's dict: its fields, then
+        ``__time__``, ``__topic__``, ``__source__``, then the group's tags), which allows the fast path."""
+        with self._lock:
+            if self.closed:
+                return
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                if groups and not self._insert_fast(groups, shard_id):
+                    self._insert([(seq, i, log) for seq, logs in groups for i, log in enumerate(logs)], shard_id)
+                con.execute("INSERT OR REPLACE INTO progress VALUES (?, ?, ?, COALESCE((SELECT begin_seq FROM "
+                            "progress WHERE uid = ?), 0))", [uid, shard_id, next_seq, uid])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _insert_fast(self, groups: list[tuple[int, list[dict[str, Any]]]], shard_id: int) -> bool:
+        """One INSERT per batch: the rows travel as one string (records split by RS, columns by US) that
+        DuckDB splits itself, several times cheaper than a Python value per cell. False (nothing written)
+        when the text holds those separators, or NUL inside a key or value, or a value is not text: the
+        caller then takes :meth:`_insert`."""
+        keys = list(self._keycols.items())
+        names = [name for name, _ in keys]
+        J, US = "\x00".join, _US
+        recs: list[str] = []
+        nuls = 0
+        try:
+            for seq, logs in groups:
+                if not logs:
                     continue
-                if k.startswith("__tag__:"):
-                    tags[k[8:]] = v
-                else:
-                    fields[k] = v
-            lines.append(dumps({"q": seq, "i": i, "t": log.get("__time__", 0), "o": log.get("__topic__", ""),
-                                "r": log.get("__source__", ""), "g": dumps(tags), "f": dumps(fields),
-                                "l": full_text(fields)}))
-        scratch.write_text("\n".join(lines), encoding="utf-8")
-        typed = "".join(
-            f", TRY_CAST(json_extract_string(f, {_json_path(name)}) AS {_TYPES.get(kind, 'VARCHAR')}) AS {col}"
-            for name, (col, kind) in self._keycols.items())
-        cols = ", ".join(["shard", "seq", "i", "t", "topic", "source", "tags", "f", "line",
-                          *[c for c, _ in self._keycols.values()]])
-        # external access is off: read_json may read only the scratch directory (allowed_directories)
+                first = logs[0]
+                tags = [(k[8:], v) for k, v in first.items() if k.startswith("__tag__:")]
+                m = 3 + len(tags)
+                mid = US.join((first.get("__topic__", ""), first.get("__source__", ""), J(map(J, tags))))
+                tag_nuls = 2 * len(tags) - 1 if tags else 0
+                seq_s = str(seq)
+                for i, d in enumerate(logs):
+                    nf = len(d) - m
+                    nuls += (2 * nf - 1 if nf > 0 else 0) + tag_nuls
+                    recs.append(US.join((seq_s, str(i), str(d["__time__"]), mid, J(map(J, islice(d.items(), max(0, nf)))),
+                                         *[d.get(n, "\x02") for n in names])))
+        except TypeError:  # a bytes value (not UTF-8): the careful path decodes it
+            return False
+        big = _RS.join(recs)
+        ncols = 7 + len(keys)
+        if (big.count(_RS) != len(recs) - 1 or big.count(US) != len(recs) * (ncols - 1)
+                or big.count("\x00") != nuls):
+            return False
+        typed = "".join(f", {_cast_col(f'p[{8 + j}]', kind)}" for j, (_, (_, kind)) in enumerate(keys))
+        cols = ", ".join(["shard", "seq", "i", "t", "topic", "source", "tags", "line", *[c for _, (c, _) in keys]])
         self._con.execute(
-            f"INSERT INTO logs ({cols}) SELECT {shard_id}, q, i, t, o, r, g, f, l{typed} FROM "
-            f"(SELECT q, i, t, o, r, g, f, l FROM read_json(?, format='newline_delimited', "
-            f"columns={{q: 'BIGINT', i: 'INTEGER', t: 'BIGINT', o: 'VARCHAR', r: 'VARCHAR', g: 'VARCHAR', "
-            f"f: 'VARCHAR', l: 'VARCHAR'}}))", [str(scratch)])
+            f"INSERT INTO logs ({cols}) SELECT {int(shard_id)}, CAST(p[1] AS BIGINT), CAST(p[2] AS INTEGER), "
+            f"CAST(p[3] AS BIGINT), p[4], p[5], p[6], p[7]{typed} FROM (SELECT string_split(r, chr(31)) AS p "
+            f"FROM (SELECT UNNEST(string_split($1, chr(30))) AS r))", [big])
+        return True
+
+    def _insert(self, rows: list[tuple[int, int, dict[str, Any]]], shard_id: int, scratch: Path | None = None) -> None:
+        """The careful path: one list per column, any dict layout; NUL in keys and values (it separates
+        them in ``line``) becomes U+FFFD."""
+        keys = list(self._keycols.items())
+        J = "\x00".join
+        clean = [{k: (_s(v).replace("\x00", "\ufffd") if isinstance(v, (str, bytes)) else v)
+                  for k, v in log.items()} for _, _, log in rows]
+        cols_data: list[list[Any]] = [[q for q, _, _ in rows], [i for _, i, _ in rows],
+                                      [int(d.get("__time__", 0)) for d in clean],
+                                      [d.get("__topic__", "") for d in clean], [d.get("__source__", "") for d in clean],
+                                      [J(J((k[8:].replace("\x00", "\ufffd"), v)) for k, v in d.items()
+                                         if k.startswith("__tag__:")) for d in clean],
+                                      [J(J((k.replace("\x00", "\ufffd"), v)) for k, v in d.items()
+                                         if k not in _META and not k.startswith("__tag__:")) for d in clean]]
+        cols_data += [[d.get(name) for d in clean] for name, _ in keys]
+        cols = ", ".join(["shard", "seq", "i", "t", "topic", "source", "tags", "line", *[c for _, (c, _) in keys]])
+        args = ", ".join(f"UNNEST(${j + 1})" for j in range(len(cols_data)))
+        typed = "".join(f", {_cast_col(f'c{8 + j}', kind, nulls=False)}" for j, (_, (_, kind)) in enumerate(keys))
+        names = ", ".join(f"c{j + 1}" for j in range(len(cols_data)))
+        self._con.execute(
+            f"INSERT INTO logs ({cols}) SELECT {int(shard_id)}, c1, c2, c3, c4, c5, c6, c7{typed} FROM "
+            f"(SELECT {args}) AS u({names})", cols_data)
 
     def expire(self, uid: int, shard_id: int, begin_seq: int) -> int:
         """Drop rows of groups the store no longer keeps (TTL); returns how many."""
@@ -226,7 +280,7 @@ class IndexStore:
         cur = self._cursor()
         try:
             total = self._run(cur, f"SELECT count(*) FROM logs WHERE {where}").fetchone()[0]
-            data = self._run(cur, f"SELECT t, topic, source, tags, f FROM logs WHERE {where} "
+            data = self._run(cur, f"SELECT t, topic, source, tags, line FROM logs WHERE {where} "
                                   f"ORDER BY t {order}, shard {order}, seq {order}, i {order} "
                                   f"LIMIT {max(0, int(line))} OFFSET {max(0, int(offset))}").fetchall()
         finally:
@@ -285,6 +339,48 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+_RS, _US = "\x1e", "\x1f"
+
+
+def _s(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return "" if v is None else str(v)
+
+
+def _expected_nuls(rows: list[tuple[int, int, dict[str, Any]]]) -> int:
+    """NULs the fast path's text holds when no key or value contains one: per log, 2n-1 for n fields and
+    for n tags (0 for none)."""
+    total = 0
+    for _, _, log in rows:
+        nt = sum(1 for k in log if k.startswith("__tag__:"))
+        nf = len(log) - nt - sum(1 for k in _META if k in log)
+        total += (2 * nf - 1 if nf else 0) + (2 * nt - 1 if nt else 0)
+    return total
+
+
+def _cast_col(expr: str, kind: str, nulls: bool = True) -> str:
+    """A typed key column from its text; the fast path marks a missing key with \\x02."""
+    value = f"NULLIF({expr}, chr(2))" if nulls else expr
+    if kind in _TYPES:
+        return f"TRY_CAST({value} AS {_TYPES[kind]})"
+    return value
+
+
+def _pair_value(column: str, key: str) -> str:
+    """SQL: the value of ``key`` in a ``k NUL v NUL ...`` column (NULL when absent). The pattern steps over
+    whole pairs from the start, so a value that equals the key is never taken for it."""
+    pattern = r"^(?:[^\x00]*\x00[^\x00]*\x00)*" + _re_escape(key) + r"\x00([^\x00]*)"
+    lit = _sql_str(pattern)
+    return f"(CASE WHEN regexp_matches({column}, {lit}) THEN regexp_extract({column}, {lit}, 1) END)"
+
+
+def _re_escape(s: str) -> str:
+    return "".join("\\" + c if not (c.isalnum() or c == "_" or ord(c) >= 0x80) else c for c in s)
+
+
 def _json_path(key: str) -> str:
     return "'$.\"" + key.replace("\\", "\\\\").replace('"', '\\"').replace("'", "''") + "\"'"
 
@@ -299,11 +395,18 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _row(t: int, topic: str, source: str, tags: str, f: str) -> dict[str, str]:
+def _pairs(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    parts = text.split("\x00")
+    return dict(zip(parts[::2], parts[1::2]))
+
+
+def _row(t: int, topic: str, source: str, tags: str, line: str) -> dict[str, str]:
     out: dict[str, str] = {"__time__": str(t), "__topic__": topic or "", "__source__": source or ""}
-    for k, v in json.loads(tags or "{}").items():
+    for k, v in _pairs(tags).items():
         out[f"__tag__:{k}"] = v
-    out.update(json.loads(f or "{}"))
+    out.update(_pairs(line))
     return out
 
 

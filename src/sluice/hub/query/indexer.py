@@ -174,15 +174,13 @@ class Indexer:
                 idx.ingest(shard.uid, shard.shard_id, [], result.next_seq)
             return False
         first = result.next_seq - result.count
-        rows: list[tuple[int, int, dict[str, Any]]] = []
+        groups: list[tuple[int, list[dict[str, Any]]]] = []
         for k, group in enumerate(split_groups(result.body)):
             try:
-                logs = _decode(group)
+                groups.append((first + k, _decode(group)))
             except ValueError:
                 log.warning("skipping an undecodable group at seq %d of shard uid %d", first + k, shard.uid)
-                continue
-            rows.extend((first + k, i, lg) for i, lg in enumerate(logs))
-        idx.ingest(shard.uid, shard.shard_id, rows, result.next_seq)
+        idx.ingest_groups(shard.uid, shard.shard_id, groups, result.next_seq)
         return result.next_seq < shard.end_seq
 
     def caught_up(self, project: str, logstore: str) -> bool:

@@ -262,7 +262,8 @@ def _quickstart_jobs(client, hub_proc, key, count: int, errors: int) -> None:  #
     asyncio.run(run(dispatch, lambda job: pulled("errors") >= errors))
     click.echo(f"5. dispatch job: routed the {pulled('errors')} ERROR logs of 'app' into logstore 'errors' "
                f"in {time.perf_counter() - t0:.2f}s (sluice run FILE does this from a YAML file)")
-    counters = asyncio.run(run(monitor, lambda job: job.counters.get("groups_in", 0) >= count // 100))
+    counters = asyncio.run(run(monitor, lambda job: job.counters.get("groups_in", 0) >= count // 100 and  # #18:
+                               job.counters.get("alerts", 0) >= 1))  # alerts are evaluated after the scan
     click.echo(f"6. monitor job: scanned {counters.get('groups_in', 0)} log groups, rule 'errors' "
                f"(>= 10 ERROR logs in 60s) raised {counters.get('alerts', 0)} alert (deduplicated; see the log above)")
 

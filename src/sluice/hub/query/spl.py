@@ -467,7 +467,16 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
         flat: list[str] = []
         for n in needles:
             flat.extend([n[1]] if n[0] == "needle" else n[1])
-        return (lambda row: _and(fa(row), fb(row))), False, ("all", [x for x in flat if x])
+
+        def fn(row: Row) -> Any:  # short-circuits: most rows fail the first test of a where
+            a = fa(row)
+            if a is False:
+                return False
+            b = fb(row)
+            if b is False:
+                return False
+            return None if a is None or b is None else True
+        return fn, False, ("all", [x for x in flat if x])
 
     def or_(self, items: list[Any]) -> tuple[Expr, bool, Any]:
         (fa, _, _), (fb, _, _) = items
@@ -566,7 +575,7 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
             needles = list(needle[1])
 
         def stage(rows: list[Row]) -> list[Row]:
-            return [r for r in rows if _truth(f(r)) is True]
+            return [r for r in rows if (v := f(r)) is True or (v is not False and v is not None and _truth(v) is True)]
         return "where", stage, needles
 
     def extend(self, items: list[tuple[str, Expr]]) -> tuple[str, Any, list[str]]:
@@ -802,14 +811,69 @@ def apply_to_groups(program: Program, body: bytes) -> tuple[bytes, int]:
         except ValueError:
             continue  # stored groups were validated at PutLogs; a damaged one is not SPL's to report
         n = len(rows)
-        rows = program.run(rows)
-        if not rows:
+        kept = program.run(rows)
+        if not kept:
             continue
-        if not program.rewrites and len(rows) == n:
+        if not program.rewrites and len(kept) == n:
             out.append(group)
+        elif not program.rewrites:
+            out.append(_select_logs(group, rows, kept))
         else:
-            out.append(_rebuild_group(group, rows))
+            out.append(_rebuild_group(group, kept))
     return frame_groups(out), len(out)
+
+
+def _log_fields(group: bytes) -> list[tuple[int, int]] | None:
+    """(start, end) of each Logs field (tag, length and message) of a group, in order, if they are
+    contiguous; None otherwise (then the group is re-encoded)."""
+    spans: list[tuple[int, int]] = []
+    pos, end = 0, len(group)
+    last_end = -1
+    while pos < end:
+        start = pos
+        key = group[pos]
+        if key & 0x80:
+            return None  # a multi-byte field key: not one of LogGroup's
+        pos += 1
+        wire = key & 7
+        if wire == 2:
+            length = shift = 0
+            while True:
+                b = group[pos]
+                pos += 1
+                length |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    break
+                shift += 7
+            pos += length
+        elif wire == 0:
+            while group[pos] & 0x80:
+                pos += 1
+            pos += 1
+        elif wire == 5:
+            pos += 4
+        elif wire == 1:
+            pos += 8
+        else:
+            return None
+        if key == 0x0A:
+            if spans and last_end != start:
+                return None
+            spans.append((start, pos))
+            last_end = pos
+    return spans if pos == end else None
+
+
+def _select_logs(group: bytes, rows: list[Row], kept: list[Row]) -> bytes:
+    """The group with only the kept logs, their bytes copied as stored (only ``where`` ran: nothing to
+    re-encode, and fields such as Time_ns survive)."""
+    spans = _log_fields(group)
+    if spans is None or len(spans) != len(rows):
+        return _rebuild_group(group, kept)
+    ids = {id(r) for r in kept}
+    first, last = spans[0][0], spans[-1][1]
+    body = b"".join(group[a:b] for (a, b), r in zip(spans, rows) if id(r) in ids)
+    return group[:first] + body + group[last:]
 
 
 def evaluate_rows(text: str, rows: Iterable[Row]) -> list[Row]:

@@ -40,9 +40,13 @@ from .config import HubConfig
 
 log = logging.getLogger("sluice.hub")
 
-__all__ = ["ByteSemaphore", "RequestLimits", "WRITE_SLICE", "bounded_writes"]
+__all__ = ["ByteSemaphore", "RequestLimits", "MAX_JSON_BODY", "WRITE_SLICE", "bounded_writes"]
 
 WRITE_SLICE = 256 << 10
+MAX_JSON_BODY = 4 << 20
+"""JSON request bodies are refused over this before they are parsed: parsing up to --max-put-bytes of JSON held the
+event loop for a second and a few hundred MB (#17 item 2's class). Projects, logstores, groups and checkpoints
+send a few hundred bytes; the largest legitimate body is a wait request of 20,000 shards (about 2 MB)."""
 
 
 class ByteSemaphore:

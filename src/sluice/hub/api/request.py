@@ -17,6 +17,7 @@ from aiohttp import web
 from ...wire import errors as E
 from ..addressing import project_from_host
 from ..auth import ANONYMOUS, Principal
+from ..limits import MAX_JSON_BODY
 
 __all__ = ["Request", "response", "json_response", "as_bool", "as_int", "check_name", "JSON",
            "PROJECT_NAME", "LOGSTORE_NAME", "GROUP_NAME"]
@@ -57,6 +58,9 @@ class Request:
     def json(self) -> Any:
         if not self.body:
             raise E.PostBodyInvalid("the request body must be JSON and is empty")
+        if len(self.body) > MAX_JSON_BODY:  # refused before parsing (limits.py)
+            raise E.PostBodyTooLarge(f"a JSON request body of {len(self.body)} bytes exceeds the limit of "
+                                     f"{MAX_JSON_BODY} bytes")
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:

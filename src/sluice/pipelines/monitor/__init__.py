@@ -20,6 +20,7 @@ from ...consumer import AsyncConsumer, ConsumerConfig, Processor, ShardContext
 from ...consumer.config import parse_start
 from ...wire.batch import Batch
 from ...wire.cursor import decode_cursor
+from ...wire.errors import ConfigError, SLSError
 from ..config import JobConfig
 from .alerters import build_alerter
 from .outbox import Outbox
@@ -137,7 +138,11 @@ class MonitorRuntime:
         self.evaluator = evaluator
 
     async def start(self) -> None:
-        await self.writer.ensure(self.spec.state.ttl)
+        try:
+            await self.writer.ensure(self.spec.state.ttl)
+        except SLSError as exc:
+            raise ConfigError(f"monitor state {self.state_project}/{self.state_logstore}: {exc.error_code}: "
+                              f"{exc}") from None
         self.writer.start()
         c = self.config
         cfg = ConsumerConfig(project=self.state_project, logstore=self.state_logstore, group=c.group,

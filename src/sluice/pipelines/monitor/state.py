@@ -276,6 +276,8 @@ class EvaluatorProcessor(Processor):
         self._last_snapshot = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._delivering = False
+        self._late_logged = 0
+        self._late_at = -10.0
 
     async def initialize(self, ctx: ShardContext) -> None:
         self.outbox = self.make_outbox()
@@ -332,6 +334,10 @@ class EvaluatorProcessor(Processor):
         else:
             return
         self._changed = True
+        if ev.late > self._late_logged and time.monotonic() - self._late_at >= 10:
+            log.warning("monitor: %d late match(es) dropped so far (their window had closed: older than the "
+                        "watermark by more than the allowed lateness of %gs)", ev.late, self.spec.lateness)
+            self._late_logged, self._late_at = ev.late, time.monotonic()
         for alert in fired:
             self.counters["alerts"] = self.counters.get("alerts", 0) + 1
             outbox.add(alert)

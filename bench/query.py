@@ -134,14 +134,14 @@ async def ingest_both(b: Bench, groups: list[bytes], concurrency: int) -> dict[s
             for ls in spent}
 
 
-async def index_lag(b: Bench, rate_mb: float, seconds: float) -> dict[str, float]:
+async def index_lag(b: Bench, rate_mb: float, seconds: float, ls: str = "lag") -> dict[str, float]:
     """Paced PutLogs (several in flight) plus a marker log every 0.25 s; one poller asks for every marker
     seen in the last minute every 50 ms (as a dashboard would), so the measurement itself stays light."""
     await b.t.request("POST", "/logstores", project="bench", headers=JSON,
-                      body=json.dumps({"logstoreName": "lag", "ttl": 1, "shardCount": 2}).encode())
+                      body=json.dumps({"logstoreName": ls, "ttl": 1, "shardCount": 2}).encode())
     index = json.loads(json.dumps(INDEX))
     index["keys"]["marker"] = {"type": "text"}
-    await b.t.request("POST", "/logstores/lag/index", project="bench", headers=JSON, body=json.dumps(index).encode())
+    await b.t.request("POST", f"/logstores/{ls}/index", project="bench", headers=JSON, body=json.dumps(index).encode())
     group = encode(make_logs(1024, 99))  # ~250 kB
     interval = len(group) / MB / rate_mb
     put_at: dict[str, float] = {}
@@ -152,14 +152,14 @@ async def index_lag(b: Bench, rate_mb: float, seconds: float) -> dict[str, float
 
     async def put(raw: bytes) -> None:
         async with inflight:
-            await b.put("lag", raw)
+            await b.put(ls, raw)
 
     async def poller() -> None:
         while not done or len(lags) < len(put_at):
             now = int(time.time())
             body = json.dumps({"from": now - 60, "to": now + 5, "query": "marker: *", "line": 100, "offset": 0,
                                "reverse": True}).encode()
-            resp = await b.t.request("POST", "/logstores/lag/logs", project="bench", headers=JSON, body=body)
+            resp = await b.t.request("POST", f"/logstores/{ls}/logs", project="bench", headers=JSON, body=body)
             seen = time.perf_counter()
             for row in resp.json()["data"]:
                 m = row.get("marker")
@@ -303,10 +303,12 @@ async def main_async(args: argparse.Namespace) -> None:
             rows.append({"test": "PullLogs, SPL where", "raw_MB": spl["raw_mb"], "out_MB": spl["out_mb"],
                          "hub_cpu_s": spl["hub_cpu_s"], "MB_per_cpu_s": spl["mb_per_cpu_s"],
                          "target": ">= 200 MB/s per core"})
-            lag = await index_lag(b, args.lag_rate if not args.quick else 2.0, args.lag_seconds if not args.quick else 2)
-            rows.append({"test": f"index lag at {lag['achieved_mb_per_s']:.1f} MB/s", "markers": lag["markers"],
-                         "p50_s": lag["p50_s"], "p99_s": lag["p99_s"], "max_s": lag["max_s"],
-                         "target": "p99 < 2 s at 20 MB/s"})
+            rates = [2.0] if args.quick else [float(r) for r in str(args.lag_rate).split(",")]
+            for k, rate in enumerate(rates):
+                lag = await index_lag(b, rate, args.lag_seconds if not args.quick else 2, f"lag{k}")
+                rows.append({"test": f"index lag at {lag['achieved_mb_per_s']:.1f} MB/s", "markers": lag["markers"],
+                             "p50_s": lag["p50_s"], "p99_s": lag["p99_s"], "max_s": lag["max_s"],
+                             "target": "p99 < 2 s at 20 MB/s"})
             index_bytes = sum(p.stat().st_size for p in (Path(tmp) / "data" / "index" / "bench").glob("indexed.duckdb*")
                               if p.is_file())  # the file and its WAL (the scratch dir holds one batch at most)
             rows.append({"test": "index size / raw size", "raw_MB": ing["indexed"]["raw_mb"],
@@ -334,7 +336,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the issue's 1 GB / 4.5 M logs")
     p.add_argument("--runs", type=int, default=5, help="repetitions of each search/SQL/grep")
     p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--lag-rate", type=float, default=20.0, help="MB/s of raw PutLogs during the lag test")
+    p.add_argument("--lag-rate", default="5,10,20", help="MB/s of raw PutLogs during the lag test (comma list)")
     p.add_argument("--lag-seconds", type=float, default=10.0)
     asyncio.run(main_async(p.parse_args()))
 

@@ -21,17 +21,22 @@ set from ``idle_timeout`` in ``server.py``.
   in slices, each handed to the socket only once the previous one has drained, so a client that does not read
   pins at most its one response plus a slice (aiohttp would otherwise copy headers and body into one buffer and
   wait for it to drain without any limit: 40 clients that sent PullLogs and never read held +315 MB, for ever).
-  The whole response must be taken within ``write_timeout`` seconds (the hub's ``idle_timeout``), else the
-  connection is aborted and everything it held is freed.
+* ``StalledWrites`` (started by ``server.py``): the write timeout. A connection whose client has taken none of
+  the bytes queued for it for ``write_timeout`` seconds (the hub's ``idle_timeout``) is aborted, which frees
+  everything it held, whatever the response (large, small, or many pipelined ones). Like nginx's
+  ``send_timeout``, the time runs between two successful writes, not over the whole response, so a slow but
+  steady client is never cut off, and what a stalled one holds is bounded by the slices above.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -40,7 +45,7 @@ from .config import HubConfig
 
 log = logging.getLogger("sluice.hub")
 
-__all__ = ["ByteSemaphore", "RequestLimits", "MAX_JSON_BODY", "WRITE_SLICE", "bounded_writes"]
+__all__ = ["ByteSemaphore", "RequestLimits", "MAX_JSON_BODY", "WRITE_SLICE", "StalledWrites", "bounded_writes"]
 
 WRITE_SLICE = 256 << 10
 MAX_JSON_BODY = 4 << 20
@@ -163,8 +168,8 @@ class RequestLimits:
             raise E.PostBodyTooLarge(f"request body exceeds the limit of {self.max_body} bytes") from None
 
 
-def bounded_writes(write_timeout: float) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """The middleware described in the module docstring: bounded bytes queued per connection, and a write timeout."""
+def bounded_writes() -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The middleware described in the module docstring: bounded bytes queued per connection."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -177,17 +182,64 @@ def bounded_writes(write_timeout: float) -> Callable[..., Awaitable[web.StreamRe
         stream.content_length = len(body)
         view = memoryview(body)
         try:
-            async with asyncio.timeout(write_timeout):
-                await stream.prepare(request)
-                for start in range(0, len(body), WRITE_SLICE):
-                    await stream.write(view[start:start + WRITE_SLICE])  # waits while the socket's buffer is full
-                await stream.write_eof()
-        except TimeoutError:
-            transport = request.transport
-            if transport is not None:
-                transport.abort()  # frees what the connection queued; aiohttp sees a reset, quietly
-            log.info("aborted a connection from %s that took less than %d bytes of a response in %gs",
-                     request.remote, len(body), write_timeout)
+            await stream.prepare(request)
+            for start in range(0, len(body), WRITE_SLICE):
+                await stream.write(view[start:start + WRITE_SLICE])  # waits while the socket's buffer is full
+            await stream.write_eof()
+        except ConnectionError:
+            pass  # the client went away, or StalledWrites aborted it: aiohttp closes the connection quietly
         return stream
 
     return middleware
+
+
+class StalledWrites:
+    """The write timeout (module docstring): every ``interval`` seconds, abort the connections whose queued
+    output has not shrunk for ``write_timeout`` seconds. ``connections`` returns aiohttp's live request
+    handlers (``runner.server.connections``). Event-loop only."""
+
+    def __init__(self, connections: Callable[[], Iterable[Any]], write_timeout: float,
+                 interval: float | None = None) -> None:
+        self.connections = connections
+        self.write_timeout = write_timeout
+        self.interval = interval if interval is not None else min(1.0, write_timeout / 4)
+        self._progress: dict[Any, tuple[int, float]] = {}  # handler -> (queued bytes, when they last shrank)
+        self._task: asyncio.Task[None] | None = None
+        self.aborted = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="sluice-stalled-writes")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.sweep(time.monotonic())
+            except Exception:  # noqa: BLE001 - the sweep must keep running
+                log.exception("stalled-writes sweep failed")
+
+    def sweep(self, now: float) -> None:
+        progress: dict[Any, tuple[int, float]] = {}
+        for handler in self.connections():
+            transport = getattr(handler, "transport", None)
+            if transport is None or transport.is_closing():
+                continue
+            queued = transport.get_write_buffer_size()
+            if not queued:
+                continue
+            before = self._progress.get(handler)
+            since = now if before is None or queued < before[0] else before[1]
+            if now - since > self.write_timeout:
+                transport.abort()  # frees what it queued; the handler's pending write sees a reset
+                self.aborted += 1
+                log.info("aborted a connection that took none of its %d queued bytes in %gs", queued,
+                         self.write_timeout)
+                continue
+            progress[handler] = (queued, since)
+        self._progress = progress

@@ -22,7 +22,7 @@ from ..wire.errors import ConfigError
 from .app import Hub
 from .bad_http import SLSAppRunner
 from .config import HubConfig
-from .limits import bounded_writes
+from .limits import StalledWrites, bounded_writes
 from .store import open_store
 
 __all__ = ["serve", "run", "tls_context"]
@@ -57,10 +57,13 @@ async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
     # too slow), aiohttp reads and discards the rest for this long so the client can see the answer; its
     # default of 10 s would let a stalled client hold the connection that much longer.
     app = hub.make_app()
-    app.middlewares.append(bounded_writes(config.idle_timeout))  # slow readers: limits.py
+    app.middlewares.append(bounded_writes())  # slow readers: bytes queued per connection (limits.py)
     runner = SLSAppRunner(app, access_log=None, handle_signals=False,
                           keepalive_timeout=config.idle_timeout, lingering_time=LINGERING_TIME)
     await runner.setup()
+    # the write timeout: a client that takes none of its queued bytes for idle_timeout is cut off (limits.py)
+    stalled = StalledWrites(lambda: runner.server.connections if runner.server else (), config.idle_timeout)
+    stalled.start()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=1024, ssl_context=ssl_context)
     scheme = "https" if ssl_context else "http"
     # Signals are handled before the hub says it is ready, so a SIGTERM right after "listening" is a
@@ -77,6 +80,7 @@ async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
         await stop.wait()
         log.info("hub stopping")
     finally:
+        await stalled.stop()
         await runner.cleanup()
         store.close()
 

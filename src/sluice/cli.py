@@ -67,11 +67,22 @@ def _hub_config_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--check", "check_only", is_flag=True,
               help="Verify the data directory (index against segment files, every stored group) without "
                    "changing anything, then exit: 0 if sound, 1 if damaged. Run it with the hub stopped.")
+@click.option("--repair", "repair_only", is_flag=True,
+              help="Make a damaged data directory start again, deleting nothing: keep the index as it is, move "
+                   "every byte it does not account for into DATA_DIR/set-aside/, drop index rows whose bytes are "
+                   "gone or damaged; then exit. Run it with the hub stopped (docs/storage.md).")
 def hub(data_dir: Path, listen: str, access_keys: tuple[str, ...], keys_file: Path | None, tls_cert: Path | None,
         tls_key: Path | None, no_auth: bool, sync: str, hostnames: tuple[str, ...], metrics_token: str | None,
-        check_only: bool = False, **tuning: Any) -> None:
+        check_only: bool = False, repair_only: bool = False, **tuning: Any) -> None:
     """Run the hub: an SLS-compatible log service on local disk."""
     if check_only:
+        _check_data_dir(data_dir)
+        return
+    if repair_only:
+        from .hub.store.check import repair_data_dir
+
+        for line in repair_data_dir(data_dir):
+            click.echo(line)
         _check_data_dir(data_dir)
         return
     from .hub.config import load_keys_file, parse_key_spec, parse_listen

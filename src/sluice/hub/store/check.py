@@ -18,24 +18,29 @@ damaged after a crash, SQLite silently opens an older state; its transaction num
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .segments import V1_SUFFIX, V2_SUFFIX, SegmentDamaged, SegmentFiles, ShardPlan, plan_shard
+from .segments import (V1_SUFFIX, V2_SUFFIX, SegmentDamaged, ShardPlan, _segment_files, plan_shard,
+                       read_run)
 
 __all__ = ["StorageDamaged", "RecoveryPlan", "CheckContext", "CHECKS", "plan_recovery", "check_data_dir",
-           "TxnFile", "SEQ_BITS"]
+           "repair_data_dir", "TxnFile", "SEQ_BITS"]
 
 SEQ_BITS = 40
 _SEQ_MASK = (1 << SEQ_BITS) - 1
 _TXN = struct.Struct("<8sQ")
 _TXN_MAGIC = b"sluicetx"
-_HOW_TO = ("Nothing was changed. If hub.db, hub.db-wal and hub.db-shm were copied or restored separately, "
-           "put back the set that belongs together; otherwise keep a copy of the data directory and ask for "
-           "help. `sluice hub --check --data-dir DIR` lists every problem without changing anything.")
+_HOW_TO = ("Nothing was changed. If hub.db, hub.db-wal and hub.db-shm were copied or restored separately, put "
+           "back the set that belongs together and start again. `sluice hub --check --data-dir DIR` lists every "
+           "problem without changing anything; `sluice hub --repair --data-dir DIR` (hub stopped) keeps the index "
+           "as it is and moves every byte it does not account for into DIR/set-aside/, deleting nothing, so the "
+           "hub starts with what the index holds.")
 
 
 class StorageDamaged(Exception):
@@ -157,14 +162,13 @@ class CheckContext:
 
 def _check_records(ctx: CheckContext) -> Iterable[str]:
     """Every indexed group reads back: its record is there, its checksum matches, it decompresses."""
-    segs = SegmentFiles.__new__(SegmentFiles)  # reading needs only the root
-    segs.root = ctx.data_dir / "segments"
+    root = ctx.data_dir / "segments"
     for sp in ctx.plan.shards:
         lo = sp.uid << SEQ_BITS
         for rid, seg, off, length in ctx.conn.execute(
                 "SELECT id, seg, off, len FROM log WHERE id >= ? AND id < ? ORDER BY id", (lo, lo + _SEQ_MASK + 1)):
             try:
-                SegmentFiles.read(segs, sp.uid, seg, off, length)
+                read_run(root, sp.uid, seg, off, length)
             except SegmentDamaged as exc:
                 yield f"group {rid & _SEQ_MASK} of shard uid {sp.uid}: {exc}"
             except FileNotFoundError:
@@ -187,7 +191,10 @@ def check_data_dir(data_dir: Path, *, deep: bool = True) -> tuple[list[str], lis
         return [f"{db}: no such file (not a hub data directory?)"], []
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        shards = dict(conn.execute("SELECT uid, begin_seq FROM shards").fetchall())
+        try:
+            shards = dict(conn.execute("SELECT uid, begin_seq FROM shards").fetchall())
+        except sqlite3.OperationalError:  # no tables yet (never checkpointed, or emptied): an empty index
+            shards = {}
         plan = plan_recovery(conn, data_dir, shards)
         problems = list(plan.problems)
         if deep and not problems:
@@ -198,3 +205,79 @@ def check_data_dir(data_dir: Path, *, deep: bool = True) -> tuple[list[str], lis
     except sqlite3.DatabaseError as exc:
         return [f"{db}: cannot be read: {exc}"], []
     return problems, plan.notes
+
+
+def repair_data_dir(data_dir: Path) -> list[str]:
+    """``sluice hub --repair``: make a damaged data directory start again, on the operator's word, deleting
+    nothing. The index is kept as it is; what it does not account for is moved (or copied, then cut) into
+    ``<data-dir>/set-aside/<time>/``: bytes past a segment's last indexed group, segments and shard
+    directories it does not know. Index rows whose bytes are gone (truncated or missing segments) or damaged
+    (checksum, decompression) are dropped, so reads skip those groups instead of failing on them. The
+    database files and hub.txn are copied there first. Returns what was done, one line each. Run it with the
+    hub stopped."""
+    if not (data_dir / "hub.db").exists():
+        return [f"{data_dir / 'hub.db'}: no such file (not a hub data directory?): nothing done"]
+    aside = data_dir / "set-aside" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside.mkdir(parents=True, exist_ok=True)
+    for name in ("hub.db", "hub.db-wal", "hub.db-shm", "hub.txn"):
+        if (data_dir / name).exists():
+            shutil.copy2(data_dir / name, aside / name)
+    done: list[str] = [f"{aside}: copies of hub.db, hub.db-wal, hub.db-shm and hub.txn as they were"]
+    root = data_dir / "segments"
+    conn = sqlite3.connect(data_dir / "hub.db", isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INT NOT NULL)")
+        try:
+            shards = dict(conn.execute("SELECT uid, begin_seq FROM shards").fetchall())
+        except sqlite3.OperationalError:  # an empty database: the store creates the tables
+            shards = {}
+        conn.execute("BEGIN IMMEDIATE")
+        for uid in shards:
+            lo = uid << SEQ_BITS
+            bad = []
+            for rid, seg, off, length in conn.execute(
+                    "SELECT id, seg, off, len FROM log WHERE id >= ? AND id < ? ORDER BY id", (lo, lo + _SEQ_MASK + 1)):
+                try:
+                    read_run(root, uid, seg, off, length)
+                except (SegmentDamaged, FileNotFoundError) as exc:
+                    bad.append(rid)
+                    done.append(f"group {rid & _SEQ_MASK} of shard uid {uid} dropped from the index: "
+                                f"{exc if isinstance(exc, SegmentDamaged) else f'segment {seg} is missing'}")
+            conn.executemany("DELETE FROM log WHERE id=?", [(rid,) for rid in bad])
+            live = shard_live(conn, uid)
+            for base, path, _v2 in _segment_files(root / str(uid)):
+                size = path.stat().st_size
+                end = live.get(base)
+                target = aside / "segments" / str(uid)
+                if end is None:
+                    if size:
+                        target.mkdir(parents=True, exist_ok=True)
+                        shutil.move(str(path), target / path.name)
+                        done.append(f"{path}: not in the index, moved to {target / path.name}")
+                    else:
+                        path.unlink()
+                elif size > end:
+                    target.mkdir(parents=True, exist_ok=True)
+                    with open(path, "rb") as src, open(target / f"{path.name}.from-{end}", "wb") as dst:
+                        src.seek(end)
+                        shutil.copyfileobj(src, dst)
+                    with open(path, "r+b") as fh:
+                        fh.truncate(end)
+                    done.append(f"{path}: {size - end} bytes past the last indexed group copied to "
+                                f"{target / f'{path.name}.from-{end}'} and cut")
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if d.is_dir() and d.name.isdigit() and int(d.name) not in shards and any(d.iterdir()):
+                    target = aside / "segments" / d.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(d), target)
+                    done.append(f"{d}: a shard the index does not know, moved to {target}")
+        txn = max(db_txn(conn) or 0, TxnFile(data_dir / "hub.txn").read() or 0)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('txn', ?)", (txn,))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    tf = TxnFile(data_dir / "hub.txn")
+    tf.write(txn)
+    tf.close()
+    return done

@@ -40,7 +40,7 @@ from ...wire.loggroup import encode_varint
 
 __all__ = [
     "SegmentFiles", "SegmentDamaged", "ShardPlan", "DEFAULT_SEGMENT_BYTES", "DEFAULT_MAX_OPEN",
-    "CODEC_NONE", "CODEC_LZ4", "CODEC_ZSTD", "RESOURCE_ERRNOS",
+    "CODEC_NONE", "CODEC_LZ4", "CODEC_ZSTD", "RESOURCE_ERRNOS", "read_run",
 ]
 
 DEFAULT_SEGMENT_BYTES = 64 << 20
@@ -151,6 +151,31 @@ def decode_records(buf: bytes, where: Path | str) -> list[bytes]:
         out.append(raw)
         pos = start + rec.stored_len
     return out
+
+
+def read_run(root: Path, uid: int, base: int, offset: int, length: int) -> list[bytes]:
+    """The LogGroupList-framed bytes of the run of records at [offset, offset+length) of a segment, as
+    chunks to join. One pread; damage raises ``SegmentDamaged``; a segment retention removed raises
+    FileNotFoundError."""
+    d = root / str(uid)
+    v2 = True
+    try:
+        fd = os.open(d / f"{base:020d}{V2_SUFFIX}", os.O_RDONLY)
+    except FileNotFoundError:
+        v2 = False
+        fd = os.open(d / f"{base:020d}{V1_SUFFIX}", os.O_RDONLY)
+    try:
+        buf = os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+    path = d / f"{base:020d}{V2_SUFFIX if v2 else V1_SUFFIX}"
+    if len(buf) != length:
+        raise SegmentDamaged(path, f"{length} bytes indexed at offset {offset}, only {len(buf)} there")
+    if not v2:
+        if buf[:1] != b"\x0a":
+            raise SegmentDamaged(path, f"no group frame at offset {offset}")
+        return [buf]
+    return decode_records(buf, path)
 
 
 class _Segment:
@@ -403,28 +428,8 @@ class SegmentFiles:
 
     # ------------------------------------------------------------------ reading (any thread)
     def read(self, uid: int, base: int, offset: int, length: int) -> list[bytes]:
-        """The LogGroupList-framed bytes of the run of records at [offset, offset+length) of a segment, as
-        chunks to join. One pread; damage raises ``SegmentDamaged``; a segment retention removed raises
-        FileNotFoundError."""
-        d = self.root / str(uid)
-        v2 = True
-        try:
-            fd = os.open(d / f"{base:020d}{V2_SUFFIX}", os.O_RDONLY)
-        except FileNotFoundError:
-            v2 = False
-            fd = os.open(d / f"{base:020d}{V1_SUFFIX}", os.O_RDONLY)
-        try:
-            buf = os.pread(fd, length, offset)
-        finally:
-            os.close(fd)
-        path = d / f"{base:020d}{V2_SUFFIX if v2 else V1_SUFFIX}"
-        if len(buf) != length:
-            raise SegmentDamaged(path, f"{length} bytes indexed at offset {offset}, only {len(buf)} there")
-        if not v2:
-            if buf[:1] != b"\x0a":
-                raise SegmentDamaged(path, f"no group frame at offset {offset}")
-            return [buf]
-        return decode_records(buf, path)
+        """See ``read_run``."""
+        return read_run(self.root, uid, base, offset, length)
 
     # ------------------------------------------------------------------ deleting
     def drop_before(self, uid: int, seq: int, everything: bool = False) -> int:

@@ -204,3 +204,24 @@ def test_index_resumes_after_kill_9_without_duplicates(tmp_path) -> None:  # typ
                                                                      "count_if(status = 500) as e")
         row = resp.get_logs()[0].get_contents()
         assert (row["n"], row["e"]) == ("250", "150")
+
+
+def test_read_only_key_may_query_but_not_change_the_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from aliyun.log import LogClient
+
+    from sluice.testing import HubProcess
+
+    with HubProcess(tmp_path / "data", extra_args=["--access-key", "reader:reader-secret-1234:rop:ro"]) as proc:
+        admin = LogClient(proc.endpoint, proc.access_key_id, proc.access_key_secret)
+        admin.create_project("rop", "")
+        admin.create_logstore("rop", "web", shard_count=1)
+        admin.create_index("rop", "web", _index())
+        _put(admin, "rop", "web", ROWS)
+        _wait_indexed(admin, "rop", "web", len(ROWS))
+        reader = LogClient(proc.endpoint, "reader", "reader-secret-1234")
+        assert reader.get_log("rop", "web", NOW - 60, NOW + 60, query="status: 500").get_count() == 2
+        assert reader.get_index_config("rop", "web").get_index_config().key_config_list["status"].index_type == "long"
+        for call in (lambda: reader.update_index("rop", "web", _index()), lambda: reader.delete_index("rop", "web")):
+            with pytest.raises(LogException) as info:
+                call()
+            assert info.value.get_error_code() == "Unauthorized"

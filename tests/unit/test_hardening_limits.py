@@ -52,3 +52,37 @@ def test_hardening_stalled_writes_clock_restarts_on_progress_and_growth_is_not_p
     assert not h.transport.aborted
     sweep.sweep(9.5)
     assert h.transport.aborted
+
+
+def test_hardening_slots_bound_concurrent_work_and_refuse_after_the_wait() -> None:
+    import asyncio
+
+    import pytest
+
+    from sluice.hub.limits import Slots
+    from sluice.wire import errors as E
+
+    async def main() -> None:
+        slots = Slots(2, wait=0.05)
+        running = 0
+        peak = 0
+
+        async def work() -> None:
+            nonlocal running, peak
+            async with slots.hold("test"):
+                running += 1
+                peak = max(peak, running)
+                await asyncio.sleep(0.2)
+                running -= 1
+
+        results = await asyncio.gather(*(work() for _ in range(4)), return_exceptions=True)
+        assert peak == 2
+        busy = [r for r in results if isinstance(r, E.ServerBusy)]
+        assert len(busy) == 2 and "2 test requests are running" in str(busy[0])
+        async with slots.hold("test"):  # free again
+            pass
+        with pytest.raises(E.ServerBusy):
+            async with slots.hold("test"), slots.hold("test"), slots.hold("test"):
+                pass
+
+    asyncio.run(main())

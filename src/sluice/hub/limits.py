@@ -45,7 +45,8 @@ from .config import HubConfig
 
 log = logging.getLogger("sluice.hub")
 
-__all__ = ["ByteSemaphore", "RequestLimits", "MAX_JSON_BODY", "WRITE_SLICE", "StalledWrites", "bounded_writes"]
+__all__ = ["ByteSemaphore", "RequestLimits", "MAX_JSON_BODY", "WRITE_SLICE", "Slots", "StalledWrites",
+           "bounded_writes"]
 
 WRITE_SLICE = 256 << 10
 MAX_JSON_BODY = 4 << 20
@@ -191,6 +192,29 @@ def bounded_writes() -> Callable[..., Awaitable[web.StreamResponse]]:
         return stream
 
     return middleware
+
+
+class Slots:
+    """At most ``n`` holders at once (work that occupies one of the hub's reader threads for a while, like a
+    console tail scan, so such work never takes every thread from PullLogs); a caller waits up to ``wait``
+    seconds for a slot, then gets 503 ServerBusy. Event-loop only."""
+
+    def __init__(self, n: int, wait: float) -> None:
+        self.n = n
+        self.wait = wait
+        self._sem = asyncio.Semaphore(n)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self.wait):
+                await self._sem.acquire()
+        except TimeoutError:
+            raise E.ServerBusy(f"{self.n} {what} requests are running already; retry later") from None
+        try:
+            yield
+        finally:
+            self._sem.release()
 
 
 class StalledWrites:

@@ -34,10 +34,11 @@ from aiohttp import web
 
 from ...wire import errors as E
 from ..auth import ANONYMOUS, Principal
+from ..limits import Slots
 from . import pages, search, views
 from .ingest import RateSampler, store_shard_counters
 from .session import COOKIE_NAME, SessionStore, SignInThrottle
-from .tail import DEFAULT_BACK, MAX_BACK, RESERVE_BYTES, make_filter, parse_cursor, read_tail
+from .tail import DEFAULT_BACK, MAX_BACK, MAX_CONCURRENT_SCANS, RESERVE_BYTES, make_filter, parse_cursor, read_tail
 
 if TYPE_CHECKING:
     from .parts import ConsoleParts
@@ -81,6 +82,7 @@ class Console:
         self.executor = executor
         self.sessions = SessionStore()
         self.throttle = SignInThrottle()  # failed sign-ins per key and per address (session.py)
+        self._scans = Slots(MAX_CONCURRENT_SCANS, hub.config.inflight_wait)  # tail polls scanning at once
         self._known_keys = frozenset(hub.config.key_table())
         self.rates = RateSampler(store_shard_counters(hub.store), hub.metrics.raw_in, hub.metrics.logs_in)
         root = resources.files(__package__) / "static"
@@ -313,7 +315,7 @@ class Console:
             raise E.ParameterInvalid(f"parameter regex must be 0 or 1, got {regex[:40]!r}")
         match = make_filter(q.get("q", ""), regex in ("1", "true", "on"))
         shards = self.hub.store.shards_of(project, meta.name)
-        async with self.hub.limits.held(RESERVE_BYTES, "the console tail"):  # bounded work (tail.py)
-            result = await self._in_executor(read_tail, self.hub.store, shards, positions, back, match)
+        async with self.hub.limits.held(RESERVE_BYTES, "the console tail"), self._scans.hold("console tail"):
+            result = await self._in_executor(read_tail, self.hub.store, shards, positions, back, match)  # tail.py
         return self._json({"cursor": result.cursor, "logs": result.logs, "dropped": result.dropped,
                            "scanned": result.scanned, "shards": len(shards)})

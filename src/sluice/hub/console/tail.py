@@ -14,7 +14,8 @@ Bounded work per poll (issue #17: one poll on a 64-shard logstore took 1.6 GB an
   matches (a heap), so memory is bounded by the slice and the page, not by the logstore. Where it stopped is in
   the cursor: the next poll goes on from there, so nothing is skipped, only shown later.
 * The caller holds ``RESERVE_BYTES`` of the hub's in-flight byte budget (hub/limits.py) while a poll runs, so
-  console polls and API request bodies share one bound on what the hub holds.
+  console polls and API request bodies share one bound on what the hub holds, and at most
+  ``MAX_CONCURRENT_SCANS`` polls scan at once, so polls never occupy every reader thread PullLogs needs.
 
 If more logs match than a page shows, the oldest are dropped and counted, which is what a tail is for. Reading
 and filtering run on the hub's reader executor (:func:`read_tail` is blocking); parsing the request runs on the
@@ -35,7 +36,7 @@ from ...wire.loggroup import parse_group, split_groups
 from ..store.base import ShardMeta
 from ..store.base import Store
 
-__all__ = ["DEFAULT_BACK", "RESERVE_BYTES", "TailResult", "format_cursor", "make_filter", "parse_cursor",
+__all__ = ["DEFAULT_BACK", "MAX_CONCURRENT_SCANS", "RESERVE_BYTES", "TailResult", "format_cursor", "make_filter", "parse_cursor",
            "read_tail"]
 
 DEFAULT_BACK = 20  # LogGroups per shard shown when the tail opens, so a page is not empty until the next write
@@ -48,6 +49,7 @@ MIN_SLICE = 16 << 10  # a shard's slice of that, at least (so many shards still 
 SLICE_BYTES = 256 << 10  # read from the store at a time
 MAX_SCAN_SECONDS = 0.5  # a poll stops scanning after this long and goes on at the next poll
 RESERVE_BYTES = 4 * MAX_SCAN_BYTES  # what a poll holds of the in-flight budget: the bytes and their decoded logs
+MAX_CONCURRENT_SCANS = 2  # polls scanning at once, hub-wide: the reader threads (4) are PullLogs' too
 PATTERN_MEMORY = 8 << 20  # RE2's memory budget for one compiled filter
 _MAX_SHARDS = 4096
 

@@ -566,6 +566,36 @@ class LogClient:
         self._credentials.security_token = securityToken or None
         self._credentials.auth_version, self._credentials.region = auth_version, region or None
         self._local = threading.local()
+        self._loops: list[tuple[asyncio.AbstractEventLoop, AsyncClient]] = []  # per-thread, for close()
+        self._lock = threading.Lock()
+        self._shared_used = False
+
+    def close(self) -> None:
+        """Close the connections and the per-thread event loops (the SDK's LogClient has no close; this one is
+        also closed when garbage-collected)."""
+        with self._lock:
+            loops, self._loops = self._loops, []
+            shared_used, self._shared_used = self._shared_used, False
+        for loop, client in loops:
+            if loop.is_closed():
+                continue
+            try:
+                loop.run_until_complete(client.aclose())
+                loop.close()
+            except RuntimeError:  # that loop runs right now (closed from inside a call): leave it
+                pass
+        if shared_used:
+            try:
+                asyncio.run_coroutine_threadsafe(self._client.aclose(), _Loop.get()).result(10)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        self._local = threading.local()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
 
     def _new_client(self) -> AsyncClient:
         c = AsyncClient(self._endpoint, credentials_provider=self._provider)
@@ -593,7 +623,10 @@ class LogClient:
                 if loop is None:  # asyncio's loop: its run_until_complete costs less per call than uvloop's
                     loop = local.loop = asyncio.new_event_loop()
                     local.client = self._new_client()
+                    with self._lock:
+                        self._loops.append((loop, local.client))
                 return loop.run_until_complete(call(local.client))
+            self._shared_used = True
             return asyncio.run_coroutine_threadsafe(call(self._client), _Loop.get()).result()
         except E.SluiceError as exc:
             raise _as_log_exception(exc) from None
@@ -617,9 +650,9 @@ class LogClient:
 
     def set_credentials_auto_refresher(self, refresher: Any) -> None:
         """The SDK's hook for rotating keys: ``refresher()`` returns (key id, secret, token)."""
+        self.close()
         self._provider = refresher
         self._client = self._new_client()
-        self._local = threading.local()
 
     # ------------------------------------------------------------------ data
     def put_log_raw(self, project: str, logstore: str, log_group: Any, compress: bool | None = None) -> PutLogsResponse:

@@ -32,7 +32,7 @@ from aliyun.log.util import parse_timestamp
 from sluice.client import AsyncClient
 from sluice.consumer import (ConsumerJsonProcessorBase, ConsumerProcessorBase, ConsumerWorker, CursorPosition,
                              LogHubConfig)
-from sluice.consumer.compat import sdk_time
+from sluice.compat import sdk_time
 from sluice.testing import HubProcess
 from sluice.wire.errors import ConfigError, SLSError
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from aliyun.log.log_logs_pb2 import LogGroup as SDKLogGroup
 from aliyun.log.log_logs_pb2 import LogGroupList as SDKLogGroupListPB
 from aliyun.log.pulllog_response import PullLogResponse
-from sluice.consumer import sdkobjects
-from sluice.consumer.sdkobjects import SDKLogGroupList, flatten
+from sluice.client import sdkobjects
+from sluice.client.sdkobjects import SDKLogGroupList, flatten
 from sluice.wire.batch import Batch
 from sluice.wire.errors import WireError
 from sluice.wire.loggroup import frame_groups

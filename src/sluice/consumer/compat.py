@@ -21,10 +21,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 import threading
 import time
-from datetime import datetime
 from enum import Enum
 from typing import Any, Callable
 
@@ -35,7 +33,8 @@ from ..wire.batch import Batch
 from .config import ConsumerConfig
 from .memory import tune_allocator
 from .processor import Processor, ShardContext
-from .sdkobjects import SDKLogGroupList, flatten
+from ..client.compat import sdk_time
+from ..client.sdkobjects import SDKLogGroupList, flatten
 from .worker import AsyncConsumer
 
 __all__ = [
@@ -68,29 +67,6 @@ class ConsumerStatus(Enum):
     PROCESSING = "PROCESSING"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     SHUTDOWN_COMPLETE = "SHUTDOWN_COMPLETE"
-
-
-_PLAIN_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{1,2}):(\d{1,2})\s*$")
-
-
-def sdk_time(value: Any) -> str:
-    """A start/end time as the SDK reads it (``aliyun.log.util.parse_timestamp``): "begin"/"end", unix
-    seconds (number or digits), or a date in any form ``dateutil`` parses ("2018-12-26 0:0:0",
-    "2018-12-26T08:00:00+8:00", ...); a date without a zone is LOCAL time, as in the SDK. Returns
-    GetCursor's ``from``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(int(value))
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    if text in ("begin", "end") or text.isdigit():
-        return text
-    m = _PLAIN_DATE.match(text)
-    if m:  # the seeds' form, read as dateutil reads it (a naive datetime, local time) without importing it
-        return str(int(datetime(*(int(g) for g in m.groups())).timestamp()))  # type: ignore[misc]
-    from dateutil import parser  # noqa: PLC0415 - imported only for other forms (~35 ms of start-up CPU)
-    try:
-        return str(int(parser.parse(text).timestamp()))
-    except (ValueError, OverflowError) as exc:
-        raise E.ConfigError(f"cursor time {value!r}: {exc}") from None
 
 
 class LogHubConfig:

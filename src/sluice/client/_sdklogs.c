@@ -1,5 +1,5 @@
 /*
- * sluice.consumer._sdklogs: one SLS LogGroup (protobuf bytes) -> the SDK-shaped log objects an
+ * sluice.client._sdklogs: one SLS LogGroup (protobuf bytes) -> the SDK-shaped log objects an
  * aliyun-log-python-sdk processor reads: a list of Log (.Time, .Time_ns, .Contents), each Content (.Key, .Value).
  *
  * Why C: programs written for the SDK walk `log_group.Logs[i].Contents[j].Key/.Value`. On the protobuf runtime
@@ -164,7 +164,7 @@ static PyMemberDef content_members[] = {
 
 static PyTypeObject ContentType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "sluice.consumer._sdklogs.Content",
+    .tp_name = "sluice.client._sdklogs.Content",
     .tp_basicsize = sizeof(ContentObject),
     .tp_dealloc = (destructor)content_dealloc,
     .tp_repr = (reprfunc)content_repr,
@@ -224,7 +224,7 @@ static PyMethodDef log_methods[] = {
 
 static PyTypeObject LogType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "sluice.consumer._sdklogs.Log",
+    .tp_name = "sluice.client._sdklogs.Log",
     .tp_basicsize = sizeof(LogObject),
     .tp_dealloc = (destructor)log_dealloc,
     .tp_repr = (reprfunc)log_repr,

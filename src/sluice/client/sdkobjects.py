@@ -23,7 +23,7 @@ from ..wire.batch import Batch, LazyLogGroup
 from ..wire.loggroup import LogGroupList as _PBLogGroupList
 from ..wire.loggroup import split_groups
 
-try:  # the C decoder (src/sluice/consumer/_sdklogs.c), built at install where a compiler is available
+try:  # the C decoder (src/sluice/client/_sdklogs.c), built at install where a compiler is available
     from ._sdklogs import Content as _Content
     from ._sdklogs import decode_logs as _decode_logs
 except ImportError:  # pragma: no cover - exercised where the extension is not built

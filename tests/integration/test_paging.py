@@ -66,6 +66,10 @@ def test_status_shows_logstores_past_the_first_page(hub: HubProcess) -> None:
             await c.create_logstore(project, "zz-last", shard_count=1)
             await c.create_consumer_group(project, "zz-last", "tail-readers", 30)
             assert len(await c.list_logstores(project)) == 501
+            for size in ("-1", "1000"):  # the hub's page is at most 500, as SLS's: clients page on
+                page = (await c.transport.request("GET", "/logstores", project=project,
+                                                  params=[("offset", "0"), ("size", size)])).json()
+                assert (page["count"], page["total"], len(page["logstores"])) == (500, 501, 500)
     asyncio.run(setup())
     out = subprocess.run([sys.executable, "-m", "sluice", "status", "--endpoint", hub.url, "--access-key-id",
                           hub.access_key_id, "--access-key-secret", hub.access_key_secret, "--project",

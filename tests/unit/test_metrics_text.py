@@ -22,11 +22,15 @@ class _Store:
     def group_keys(self) -> list[tuple[str, str, str]]:
         return [(p, ls, g) for (p, ls), m in self.logstores.items() for g in m.groups]
 
-    def shards_of(self, project: str, logstore: str) -> list[ShardMeta]:
-        return sorted(self.logstores[(project, logstore)].shards.values(), key=lambda s: s.shard_id)
+    def shard_rows(self) -> list[tuple[str, str, int, str, int, int, int]]:
+        return [(p, ls, s.shard_id, s.status, s.bytes_stored, s.begin_seq, s.end_seq)
+                for (p, ls), m in self.logstores.items() for s in m.shards.values()]
 
-    def groups_of(self, project: str, logstore: str) -> list[GroupMeta]:
-        return sorted(self.logstores[(project, logstore)].groups.values(), key=lambda g: g.name)
+    def group_snapshot(self, project: str, logstore: str,
+                       group: str) -> tuple[GroupMeta, dict[int, ShardMeta], dict[int, Checkpoint]]:
+        meta = self.logstores[(project, logstore)]
+        g = meta.groups[group]
+        return g, dict(meta.shards), dict(g.checkpoints)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

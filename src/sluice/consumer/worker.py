@@ -157,6 +157,10 @@ class AsyncConsumer:
         await self.stop()
 
     async def _ensure_group(self) -> None:
+        async with self._gate:  # 1,000 consumers starting at once: 32 connections, not 1,000
+            await self._create_or_update_group()
+
+    async def _create_or_update_group(self) -> None:
         c = self.config
         try:
             await self.client.create_consumer_group(c.project, c.logstore, c.group, c.group_timeout, c.in_order)
@@ -293,7 +297,8 @@ class AsyncConsumer:
             wait = float(c.end) - time.time()
             if wait > 0:
                 return None
-        return await self.client.get_cursor(c.project, c.logstore, shard, c.end)
+        async with self._gate:
+            return await self.client.get_cursor(c.project, c.logstore, shard, c.end)
 
     async def _fetch(self, shard: int, cursor: str, end_cursor: str | None, end_pending: bool = False,
                      idle: bool = False) -> PullResult:
@@ -356,7 +361,8 @@ class AsyncConsumer:
                 try:
                     result = t_fetch.result()
                 except E.InvalidCursor:
-                    begin = await self.client.get_cursor(c.project, c.logstore, shard, "begin")
+                    async with self._gate:
+                        begin = await self.client.get_cursor(c.project, c.logstore, shard, "begin")
                     log.warning("shard %d: cursor %s is no longer valid; resuming from the oldest data kept (%s)",
                                 shard, cursor, begin)
                     cursor = begin

@@ -50,6 +50,7 @@ class HubMetrics:
                                registry=self._per_logstore)
         self.raw_in = Counter("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
                               list(_LS), registry=self._per_logstore)
+        self._heads: dict[str, dict[tuple[str, ...], str]] = {"logs": {}, "raw": {}}  # counter_text's caches
 
     async def render(self, executor: Executor | None = None) -> bytes:
         """The scrape: consumer counts on the loop, the rest on ``executor`` (a worker thread)."""
@@ -59,8 +60,9 @@ class HubMetrics:
     def render_text(self, members: Mapping[GroupKey, int]) -> bytes:
         """Any thread: the whole text, given the live consumers per group."""
         parts = [generate_latest(self.registry).decode(),
-                 counter_text("sluice_hub_logs_written", "Logs accepted by PutLogs", self.logs_in, _LS),
+                 counter_text("sluice_hub_logs_written", "Logs accepted by PutLogs", self.logs_in, _LS,
+                              self._heads["logs"]),
                  counter_text("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
-                              self.raw_in, _LS),
+                              self.raw_in, _LS, self._heads["raw"]),
                  state_text(take_state(self.store), members)]
         return "".join(parts).encode()

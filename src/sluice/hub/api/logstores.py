@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...wire import errors as E
 from .context import ApiContext
-from .request import LOGSTORE_NAME, Request, as_int, check_name, json_response, response
+from .request import LOGSTORE_NAME, MAX_PAGE, Request, as_int, check_name, json_response, response
 
 __all__ = ["list_logstores", "create_logstore", "get_logstore", "update_logstore", "delete_logstore"]
 
@@ -27,9 +27,10 @@ def _body(req: Request) -> tuple[dict[str, Any], int]:
 
 async def list_logstores(ctx: ApiContext, req: Request) -> web.StreamResponse:
     offset, size = max(0, req.int_param("offset", 0)), req.int_param("size", 100)
+    size = MAX_PAGE if size < 0 or size > MAX_PAGE else size  # bounded work per request; clients page on
     pattern = req.params.get("logstoreName") or ""
     names = [n for n in ctx.store.logstore_names(req.args["project"]) if pattern in n]
-    page = names[offset: offset + size] if size >= 0 else names[offset:]
+    page = names[offset: offset + size]
     return json_response({"count": len(page), "total": len(names), "logstores": page})
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...wire import errors as E
 from .context import ApiContext
-from .request import PROJECT_NAME, Request, check_name, json_response, response
+from .request import MAX_PAGE, PROJECT_NAME, Request, check_name, json_response, response
 
 __all__ = ["is_list_project", "list_projects", "get_project", "create_project", "update_project", "delete_project"]
 
@@ -43,9 +43,10 @@ def project_json(ctx: ApiContext, name: str) -> dict[str, Any]:
 
 async def list_projects(ctx: ApiContext, req: Request) -> web.StreamResponse:
     offset, size = max(0, req.int_param("offset", 0)), req.int_param("size", 100)
+    size = MAX_PAGE if size < 0 or size > MAX_PAGE else size  # bounded work per request; clients page on
     pattern = req.params.get("projectName") or ""
     names = [n for n in ctx.store.project_names() if pattern in n and req.principal.can_read(n)]
-    page = names[offset: offset + size] if size >= 0 else names[offset:]
+    page = names[offset: offset + size]
     return json_response({"count": len(page), "total": len(names),
                           "projects": [project_json(ctx, n) for n in page]})
 

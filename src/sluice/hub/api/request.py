@@ -19,10 +19,11 @@ from ..addressing import project_from_host
 from ..auth import ANONYMOUS, Principal
 from ..limits import MAX_JSON_BODY
 
-__all__ = ["Request", "response", "json_response", "as_bool", "as_int", "check_name", "JSON",
+__all__ = ["Request", "response", "json_response", "as_bool", "as_int", "check_name", "JSON", "MAX_PAGE",
            "PROJECT_NAME", "LOGSTORE_NAME", "GROUP_NAME"]
 
 JSON = "application/json"
+MAX_PAGE = 500  # items in one ListProject/ListLogStores page, as SLS (a bigger or negative size gets this)
 
 # Names are matched in full (re.fullmatch): "$" in a pattern would also accept a name ending in a newline.
 PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")

@@ -170,25 +170,31 @@ def _lag(shard: ShardMeta, group: GroupMeta) -> int:
 
 
 def overview(hub: "ConsoleParts", principal: Principal, rates: RateSampler) -> list[ProjectRow]:
-    """Every project the principal may read: a walk over every logstore (what the page is about), so the
-    console runs it on a worker thread; rates come per project from the sampler's totals."""
+    """Every project the principal may read: a walk over every shard (what the page is about), as plain
+    tuples (``Store.shard_rows``, not a copy of every logstore), so the console runs it on a worker thread;
+    rates come per project from the sampler's totals."""
     store = hub.store
     rows = []
     names = [n for n in store.project_names() if principal.can_read(n)]
-    by_project: dict[str, list[LogstoreMeta]] = {}
-    for meta in store.snapshot():
-        by_project.setdefault(meta.project, []).append(meta)
+    logstores: dict[str, int] = {}
+    for p, _ in store.logstore_keys():
+        logstores[p] = logstores.get(p, 0) + 1
+    totals: dict[str, list[int]] = {}  # project -> [shards, bytes stored, log groups]
+    for p, _, _, _, nbytes, begin, end in store.shard_rows():
+        t = totals.get(p)
+        if t is None:
+            t = totals[p] = [0, 0, 0]
+        t[0] += 1
+        t[1] += nbytes
+        t[2] += end - begin
     for name in names:
         try:
             description = store.get_project(name).description
         except E.ProjectNotExist:  # deleted since the names were taken
             continue
-        metas = by_project.get(name, [])
-        shards = [s for m in metas for s in m.shards.values()]
-        rate = rates.project_rate(name)
-        rows.append(ProjectRow(name, description, len(metas), len(shards),
-                               sum(s.bytes_stored for s in shards), sum(s.end_seq - s.begin_seq for s in shards),
-                               rate))
+        nshards, nbytes, ngroups = totals.get(name, (0, 0, 0))
+        rows.append(ProjectRow(name, description, logstores.get(name, 0), nshards, nbytes, ngroups,
+                               rates.project_rate(name)))
     return rows
 
 

@@ -444,6 +444,11 @@ class SQLiteStore:
         with self.lock:
             return sorted(self.logstores)
 
+    def shard_rows(self) -> list[tuple[str, str, int, str, int, int, int]]:
+        with self.lock:  # one pass of plain tuples (/metrics at 10,000 shards: a few ms)
+            return [(p, ls, s.shard_id, s.status, s.bytes_stored, s.begin_seq, s.end_seq)
+                    for (p, ls), meta in self.logstores.items() for s in meta.shards.values()]
+
     def snapshot(self, project: str | None = None) -> list[LogstoreMeta]:
         with self.lock:
             return [replace(m, config=dict(m.config), shards=dict(m.shards),

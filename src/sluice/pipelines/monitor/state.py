@@ -42,7 +42,8 @@ __all__ = ["StateWriter", "EvaluatorProcessor", "default_state_logstore", "encod
 
 log = logging.getLogger("sluice.pipelines.monitor")
 
-SNAPSHOT_INTERVAL = 2.0  # seconds between evaluator snapshots (and state checkpoints) while records arrive
+SNAPSHOT_INTERVAL = 2.0  # seconds between evaluator snapshots (and state checkpoints) while counts arrive
+IDLE_SNAPSHOT_INTERVAL = 30.0  # ... while only idle-shard watermarks arrive
 FLUSH_INTERVAL = 0.2  # queued records (watermarks, idle shards, delivery marks) are written within this
 IDLE_AFTER = 1.0  # a held shard not processed for this long is checked for being caught up
 MAX_ENTRIES_PER_RECORD = 2000
@@ -272,7 +273,7 @@ class EvaluatorProcessor(Processor):
         self._buffer: list[tuple[int, str, str]] = []
         self._catch_up_to = 0
         self._next = 0
-        self._changed = False
+        self._changed = self._idle_changed = False
         self._last_snapshot = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._delivering = False
@@ -333,7 +334,10 @@ class EvaluatorProcessor(Processor):
             return
         else:
             return
-        self._changed = True
+        if kind == "i":
+            self._idle_changed = True  # watermarks only: a successor re-applies these cheaply
+        else:
+            self._changed = True
         if ev.late > self._late_logged and time.monotonic() - self._late_at >= 10:
             log.warning("monitor: %d late match(es) dropped so far (their window had closed: older than the "
                         "watermark by more than the allowed lateness of %gs)", ev.late, self.spec.lateness)
@@ -365,7 +369,8 @@ class EvaluatorProcessor(Processor):
             self._delivering = True
             assert self.outbox is not None
             await self.outbox.start()
-        if self._changed and time.monotonic() - self._last_snapshot >= SNAPSHOT_INTERVAL:
+        since = time.monotonic() - self._last_snapshot
+        if (self._changed and since >= SNAPSHOT_INTERVAL) or (self._idle_changed and since >= IDLE_SNAPSHOT_INTERVAL):
             await self._snapshot(ctx)
         return None
 
@@ -384,7 +389,7 @@ class EvaluatorProcessor(Processor):
         assert self.ev is not None and self.outbox is not None
         as_of, cursor = self._next, ctx.cursor
         await self.writer.put([("S", {"as_of": as_of, "state": self.ev.to_json(), "outbox": self.outbox.to_json()})])
-        self._changed = False
+        self._changed = self._idle_changed = False
         self._last_snapshot = time.monotonic()
         ctx.checkpoint(cursor)
 

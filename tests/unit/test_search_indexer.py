@@ -99,3 +99,20 @@ def test_orphan_index_files_are_removed_at_start(tmp_path: Path, store: SQLiteSt
     orphan.write_bytes(b"x")
     Indexer(store, tmp_path / "index").run_pass()
     assert not orphan.exists()
+
+
+def test_helper_process_builds_the_same_index(tmp_path: Path, store: SQLiteStore) -> None:
+    now = int(time.time())
+    for i in range(6):
+        _wait(store.append(store.get_shard("proj", "web", i % 2), _group([200, 500], now), 2))
+    indexer = Indexer(store, tmp_path / "index", helper=True)
+    try:
+        while indexer.run_pass():
+            pass
+        assert indexer._helper is not None and indexer._helper_wanted  # the helper did the work
+        assert _count(indexer, "*") == 12 and _count(indexer, "status: 500 and done") == 6
+    finally:
+        if indexer._helper is not None:
+            indexer._helper.shutdown()
+        for idx in list(indexer._indexes.values()):
+            idx.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import threading
-from itertools import islice
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Iterable
 import duckdb
 
 from ...wire import errors as E
+from .batch import build_text
 from .index import IndexSpec
 from .search import Node, full_text, to_sql
 from .sql import to_duckdb
@@ -160,45 +160,50 @@ class IndexStore:
                 con.execute("ROLLBACK")
                 raise
 
+    def key_names(self) -> list[str]:
+        """The index keys in column order (what :func:`batch.build_text` is given)."""
+        with self._lock:
+            return list(self._keycols)
+
+    def ingest_text(self, uid: int, shard_id: int, built: tuple[str, int], names: list[str], next_seq: int) -> bool:
+        """Insert text built by :mod:`batch` (possibly in another process) and move the progress, atomically.
+        False (nothing written) if the key columns changed since ``names`` was taken."""
+        with self._lock:
+            if self.closed:
+                return True
+            if list(self._keycols) != names:
+                return False
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                if built[1]:
+                    self._exec_text(built[0], shard_id)
+                con.execute("INSERT OR REPLACE INTO progress VALUES (?, ?, ?, COALESCE((SELECT begin_seq FROM "
+                            "progress WHERE uid = ?), 0))", [uid, shard_id, next_seq, uid])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return True
+
     def _insert_fast(self, groups: list[tuple[int, list[dict[str, Any]]]], shard_id: int) -> bool:
-        """One INSERT per batch: the rows travel as one string (records split by RS, columns by US) that
-        DuckDB splits itself, several times cheaper than a Python value per cell. False (nothing written)
-        when the text holds those separators, or NUL inside a key or value, or a value is not text: the
-        caller then takes :meth:`_insert`."""
+        """One INSERT per batch from :func:`batch.build_text`; False (nothing written) when the text would be
+        ambiguous: the caller then takes :meth:`_insert`."""
+        built = build_text(groups, list(self._keycols))
+        if built is None:
+            return False
+        if built[1]:
+            self._exec_text(built[0], shard_id)
+        return True
+
+    def _exec_text(self, text: str, shard_id: int) -> None:
         keys = list(self._keycols.items())
-        names = [name for name, _ in keys]
-        J, US = "\x00".join, _US
-        recs: list[str] = []
-        nuls = 0
-        try:
-            for seq, logs in groups:
-                if not logs:
-                    continue
-                first = logs[0]
-                tags = [(k[8:], v) for k, v in first.items() if k.startswith("__tag__:")]
-                m = 3 + len(tags)
-                mid = US.join((first.get("__topic__", ""), first.get("__source__", ""), J(map(J, tags))))
-                tag_nuls = 2 * len(tags) - 1 if tags else 0
-                seq_s = str(seq)
-                for i, d in enumerate(logs):
-                    nf = len(d) - m
-                    nuls += (2 * nf - 1 if nf > 0 else 0) + tag_nuls
-                    recs.append(US.join((seq_s, str(i), str(d["__time__"]), mid, J(map(J, islice(d.items(), max(0, nf)))),
-                                         *[d.get(n, "\x02") for n in names])))
-        except TypeError:  # a bytes value (not UTF-8): the careful path decodes it
-            return False
-        big = _RS.join(recs)
-        ncols = 7 + len(keys)
-        if (big.count(_RS) != len(recs) - 1 or big.count(US) != len(recs) * (ncols - 1)
-                or big.count("\x00") != nuls):
-            return False
         typed = "".join(f", {_cast_col(f'p[{8 + j}]', kind)}" for j, (_, (_, kind)) in enumerate(keys))
         cols = ", ".join(["shard", "seq", "i", "t", "topic", "source", "tags", "line", *[c for _, (c, _) in keys]])
         self._con.execute(
             f"INSERT INTO logs ({cols}) SELECT {int(shard_id)}, CAST(p[1] AS BIGINT), CAST(p[2] AS INTEGER), "
             f"CAST(p[3] AS BIGINT), p[4], p[5], p[6], p[7]{typed} FROM (SELECT string_split(r, chr(31)) AS p "
-            f"FROM (SELECT UNNEST(string_split($1, chr(30))) AS r))", [big])
-        return True
+            f"FROM (SELECT UNNEST(string_split($1, chr(30))) AS r))", [text])
 
     def _insert(self, rows: list[tuple[int, int, dict[str, Any]]], shard_id: int, scratch: Path | None = None) -> None:
         """The careful path: one list per column, any dict layout; NUL in keys and values (it separates
@@ -337,9 +342,6 @@ class IndexStore:
 
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
-
-
-_RS, _US = "\x1e", "\x1f"
 
 
 def _s(v: Any) -> str:

@@ -45,7 +45,7 @@ class QueryService:
     def __init__(self, store: Any, index_root: Path, executor: Executor, max_pull_bytes: int) -> None:
         self.store = store
         self.executor = executor
-        self.indexer = Indexer(store, index_root, max_pull_bytes)
+        self.indexer = Indexer(store, index_root, max_pull_bytes, helper=True)
 
     def start(self) -> None:
         self.indexer.start()

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ...wire.loggroup import split_groups
+from .batch import build_from_body, exit_with_parent
 from .engine import IndexStore
 from .index import CONFIG_KEY, IndexSpec
 
@@ -52,7 +55,7 @@ def _decode(group: bytes | memoryview) -> list[dict[str, Any]]:
 class Indexer:
     """One per hub. ``store`` is the hub's store (its logstore table, ``read``); ``root`` the index directory."""
 
-    def __init__(self, store: Any, root: Path, max_pull_bytes: int = BATCH_BYTES) -> None:
+    def __init__(self, store: Any, root: Path, max_pull_bytes: int = BATCH_BYTES, helper: bool = False) -> None:
         self.store = store
         self.root = root
         self.max_bytes = min(max_pull_bytes, BATCH_BYTES)
@@ -63,6 +66,10 @@ class Indexer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._swept = False
+        # helper=True: decoding and building insert text run in a helper process (started on first use), so the
+        # hub's interpreter lock stays with PutLogs and PullLogs; any failure of it falls back to this process
+        self._helper_wanted = helper
+        self._helper: ProcessPoolExecutor | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -84,6 +91,9 @@ class Indexer:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
                 pass
         self._thread.shutdown(wait=True, cancel_futures=True)
+        if self._helper is not None:
+            self._helper.shutdown(wait=False, cancel_futures=True)
+            self._helper = None
         with self._lock:
             for idx in self._indexes.values():
                 idx.close()
@@ -174,6 +184,11 @@ class Indexer:
                 idx.ingest(shard.uid, shard.shard_id, [], result.next_seq)
             return False
         first = result.next_seq - result.count
+        if self._helper_wanted:
+            names = idx.key_names()
+            built = self._build_in_helper(result.body, first, names)
+            if built is not None and idx.ingest_text(shard.uid, shard.shard_id, built, names, result.next_seq):
+                return result.next_seq < shard.end_seq
         groups: list[tuple[int, list[dict[str, Any]]]] = []
         for k, group in enumerate(split_groups(result.body)):
             try:
@@ -182,6 +197,20 @@ class Indexer:
                 log.warning("skipping an undecodable group at seq %d of shard uid %d", first + k, shard.uid)
         idx.ingest_groups(shard.uid, shard.shard_id, groups, result.next_seq)
         return result.next_seq < shard.end_seq
+
+    def _build_in_helper(self, body: bytes, first: int, names: list[str]) -> tuple[str, int] | None:
+        try:
+            if self._helper is None:
+                self._helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                   initializer=exit_with_parent, initargs=(os.getpid(),))
+            return self._helper.submit(build_from_body, bytes(body), first, names).result(timeout=120)
+        except Exception:  # noqa: BLE001 - a dead or stuck helper: index in this process from now on
+            log.exception("the indexer's helper process failed; indexing in the hub process")
+            self._helper_wanted = False
+            if self._helper is not None:
+                self._helper.shutdown(wait=False, cancel_futures=True)
+                self._helper = None
+            return None
 
     def caught_up(self, project: str, logstore: str) -> bool:
         """Whether the logstore's index holds everything committed (for --check and tests)."""

@@ -155,7 +155,7 @@ def read_tail(store: Store, shards: list[ShardMeta], positions: dict[int, int] |
     tie = 0
     for shard, share in _slices(shards, positions):
         end = shard.end_seq
-        seq = start_of(shard, positions, back)
+        seq = _start_of(shard, positions, back)
         share = min(share, budget)
         groups_left = MAX_GROUPS
         while share > 0 and groups_left > 0 and seq < end and clock() < deadline:
@@ -183,7 +183,7 @@ def read_tail(store: Store, shards: list[ShardMeta], positions: dict[int, int] |
     return TailResult(format_cursor(nxt), [item[2] for item in kept], matched - len(kept), scanned)
 
 
-def start_of(shard: ShardMeta, positions: dict[int, int] | None, back: int) -> int:
+def _start_of(shard: ShardMeta, positions: dict[int, int] | None, back: int) -> int:
     """Where a shard's scan starts (also where it stays when a poll did not reach it)."""
     end = shard.end_seq
     if positions is None:

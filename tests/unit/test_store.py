@@ -307,8 +307,8 @@ def test_sync_full_reaches_segments_the_lru_closed(tmp_path: Path, monkeypatch: 
 
 
 def test_unexplained_new_format_data_without_transaction_records_is_refused(tmp_path: Path) -> None:
-    """#17.7: with hub.txn and the index's transaction number both gone, compressed-format tails cannot be
-    proven uncommitted: the store refuses to open rather than cut them."""
+    """#17.7: with hub.txn gone (it exists from a store's first start on), the index cannot be shown not to
+    have lost transactions, so a tail cannot be proven uncommitted: the store refuses to open rather than cut."""
     import sqlite3
 
     from sluice.hub.store.check import StorageDamaged
@@ -328,6 +328,6 @@ def test_unexplained_new_format_data_without_transaction_records_is_refused(tmp_
     (tmp_path / "hub.txn").unlink()
     seg = _seg_files(tmp_path, shard)[0]
     size = seg.stat().st_size
-    with pytest.raises(StorageDamaged, match="no transaction record"):
+    with pytest.raises(StorageDamaged, match="hub.txn: missing"):
         SQLiteStore(tmp_path)
     assert seg.stat().st_size == size

@@ -94,12 +94,26 @@ class RecoveryPlan:
     problems: list[str] = field(default_factory=list)
 
 
-def db_txn(conn: sqlite3.Connection) -> int | None:
+def db_txn(conn: sqlite3.Connection, uids: Iterable[int] = ()) -> int | None:
+    """The last committed transaction the index records: in meta (operations other than appends) or in the
+    newest index row of a shard (appends carry it in their rows, which costs no extra page per commit)."""
+    found: list[int] = []
     try:
         row = conn.execute("SELECT v FROM meta WHERE k='txn'").fetchone()
+        if row is not None:
+            found.append(int(row[0]))
     except sqlite3.OperationalError:  # no meta table: written before transaction numbers existed
-        return None
-    return None if row is None else int(row[0])
+        pass
+    for uid in uids:
+        lo = uid << SEQ_BITS
+        try:
+            row = conn.execute("SELECT txn FROM log WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1",
+                               (lo, lo + _SEQ_MASK + 1)).fetchone()
+        except sqlite3.OperationalError:  # no txn column: rows from before transaction numbers
+            break
+        if row is not None and row[0] is not None:
+            found.append(int(row[0]))
+    return max(found) if found else None
 
 
 def shard_live(conn: sqlite3.Connection, uid: int) -> dict[int, int]:
@@ -110,9 +124,15 @@ def shard_live(conn: sqlite3.Connection, uid: int) -> dict[int, int]:
 
 def plan_recovery(conn: sqlite3.Connection, data_dir: Path, shards: dict[int, int]) -> RecoveryPlan:
     """``shards``: {uid: persisted begin seq} of every shard the index lists."""
-    txn_db = db_txn(conn)
+    txn_db = db_txn(conn, shards)
     txn_file = TxnFile(data_dir / "hub.txn").read()
     plan = RecoveryPlan(txn_db or 0, txn_file, legacy=txn_db is None and txn_file is None)
+    if txn_file is None and txn_db is not None:
+        plan.problems.append(
+            f"{data_dir / 'hub.txn'}: missing, while the index records transactions (up to {txn_db}): there is no "
+            f"way to tell whether the index lost acknowledged data. Put the file back (it is written at every "
+            f"start and commit), or run --repair")
+        return plan
     if txn_file is not None and (txn_db or 0) < txn_file:
         plan.problems.append(
             f"{data_dir / 'hub.db'}: the index is at transaction {txn_db or 0} but transaction {txn_file} had "
@@ -272,7 +292,7 @@ def repair_data_dir(data_dir: Path) -> list[str]:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(d), target)
                     done.append(f"{d}: a shard the index does not know, moved to {target}")
-        txn = max(db_txn(conn) or 0, TxnFile(data_dir / "hub.txn").read() or 0)
+        txn = max(db_txn(conn, shards) or 0, TxnFile(data_dir / "hub.txn").read() or 0)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('txn', ?)", (txn,))
         conn.execute("COMMIT")
     finally:

@@ -53,9 +53,11 @@ CODEC_NONE, CODEC_LZ4, CODEC_ZSTD = 0, 1, 2
 _CODEC_NAMES = {"lz4": CODEC_LZ4, "zstd": CODEC_ZSTD}
 
 _MAGIC = 0xB7
-_HDR = struct.Struct("<BBHIIIQQ")  # magic, codec, reserved, raw_len, stored_len, crc, seq, txn
+_HDR = struct.Struct("<IBBHIIQQ")  # crc, magic, codec, reserved, raw_len, stored_len, seq, txn
+_REST = struct.Struct("<BBHIIQQ")  # the header after its crc, which covers it and the payload (one crc32 call)
+_CRC = struct.Struct("<I")
 HEADER_BYTES = _HDR.size  # 32
-_CRC_AT = 12  # the crc covers the header without its own field, then the payload
+_FRAMES = [b"\x0a" + encode_varint(n) for n in range(128)]  # LogGroupList frame headers of small groups
 
 # The OS refusing a resource: answered ServerBusy (retry later), never a 500.
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN})
@@ -79,10 +81,6 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _crc(header: bytes, payload: bytes | memoryview) -> int:
-    return zlib.crc32(payload, zlib.crc32(header[:_CRC_AT]))
-
-
 def encode_record(raw: bytes, seq: int, txn: int, packed: tuple[str, bytes] | None = None) -> tuple[bytes, bytes]:
     """(header, payload) of one group. ``packed`` is the client's compressed body for exactly ``raw``
     (codec name, bytes): stored as is when it saves space. Otherwise lz4 on the raw bytes."""
@@ -93,10 +91,8 @@ def encode_record(raw: bytes, seq: int, txn: int, packed: tuple[str, bytes] | No
         squeezed = lz4.block.compress(raw, store_size=False)
         if len(squeezed) < len(raw):
             codec, payload = CODEC_LZ4, squeezed
-    head = _HDR.pack(_MAGIC, codec, 0, len(raw), len(payload), 0, seq, txn)
-    crc = _crc(head, payload)
-    head = _HDR.pack(_MAGIC, codec, 0, len(raw), len(payload), crc, seq, txn)
-    return head, payload
+    rest = _REST.pack(_MAGIC, codec, 0, len(raw), len(payload), seq, txn)
+    return _CRC.pack(zlib.crc32(payload, zlib.crc32(rest))) + rest, payload
 
 
 @dataclass
@@ -114,42 +110,45 @@ def parse_header(buf: bytes | memoryview, at: int = 0) -> Record | None:
     """The header at ``at``, or None when the bytes there are not one (bad magic or codec, short)."""
     if len(buf) - at < HEADER_BYTES:
         return None
-    magic, codec, reserved, raw_len, stored_len, crc, seq, txn = _HDR.unpack_from(buf, at)
+    crc, magic, codec, reserved, raw_len, stored_len, seq, txn = _HDR.unpack_from(buf, at)
     if magic != _MAGIC or codec not in (CODEC_NONE, CODEC_LZ4, CODEC_ZSTD) or reserved:
         return None
     return Record(codec, raw_len, stored_len, crc, seq, txn)
 
 
-def decode_records(buf: bytes, where: Path | str) -> list[bytes]:
-    """The LogGroupList-framed groups (0x0A, varint length, group) of a run of v2 records, each checked
-    (magic, CRC, decompressed length). Damage raises ``SegmentDamaged``: never serve garbage or zeros."""
-    out: list[bytes] = []
+def decode_records(buf: bytes, where: Path | str) -> list[bytes | memoryview]:
+    """The LogGroupList-framed groups (0x0A, varint length, group) of a run of v2 records, as chunks to join,
+    each record checked (magic, CRC, decompressed length). Damage raises ``SegmentDamaged``: never serve
+    garbage or zeros. Per record: one unpack, one crc32, one decompression (none for raw records)."""
+    out: list[bytes | memoryview] = []
     view = memoryview(buf)
-    pos = 0
-    while pos < len(buf):
-        rec = parse_header(view, pos)
-        if rec is None:
-            raise SegmentDamaged(where, f"no valid record header at offset +{pos} of the run read")
-        start = pos + HEADER_BYTES
-        payload = view[start:start + rec.stored_len]
-        if len(payload) != rec.stored_len:
-            raise SegmentDamaged(where, f"record of group {rec.seq} is cut short")
-        if _crc(bytes(view[pos:pos + HEADER_BYTES]), payload) != rec.crc:
-            raise SegmentDamaged(where, f"checksum mismatch in the record of group {rec.seq}")
+    unpack = _HDR.unpack_from
+    crc32 = zlib.crc32
+    pos, n = 0, len(buf)
+    while pos < n:
+        if n - pos < HEADER_BYTES:
+            raise SegmentDamaged(where, f"a record header cut short at offset +{pos} of the run read")
+        crc, magic, codec, reserved, raw_len, stored_len, seq, _txn = unpack(buf, pos)
+        end = pos + HEADER_BYTES + stored_len
+        if magic != _MAGIC or codec > CODEC_ZSTD or reserved or end > n:
+            raise SegmentDamaged(where, f"no valid record at offset +{pos} of the run read")
+        if crc32(view[pos + 4:end]) != crc:
+            raise SegmentDamaged(where, f"checksum mismatch in the record of group {seq}")
+        payload = view[pos + HEADER_BYTES:end]
         try:
-            if rec.codec == CODEC_LZ4:
-                raw = lz4.block.decompress(payload, uncompressed_size=rec.raw_len)
-            elif rec.codec == CODEC_ZSTD:
-                raw = _zstd_d.decompress(payload, max_output_size=rec.raw_len)
+            if codec == CODEC_LZ4:
+                raw: bytes | memoryview = lz4.block.decompress(payload, uncompressed_size=raw_len)
+            elif codec == CODEC_ZSTD:
+                raw = _zstd_d.decompress(payload, max_output_size=raw_len)
             else:
-                raw = bytes(payload)
+                raw = payload
         except (lz4.block.LZ4BlockError, zstandard.ZstdError) as exc:
-            raise SegmentDamaged(where, f"record of group {rec.seq} does not decompress: {exc}") from None
-        if len(raw) != rec.raw_len:
-            raise SegmentDamaged(where, f"record of group {rec.seq} decompressed to the wrong length")
-        out.append(b"\x0a" + encode_varint(len(raw)))
+            raise SegmentDamaged(where, f"record of group {seq} does not decompress: {exc}") from None
+        if len(raw) != raw_len:
+            raise SegmentDamaged(where, f"record of group {seq} decompressed to the wrong length")
+        out.append(_FRAMES[raw_len] if raw_len < 128 else b"\x0a" + encode_varint(raw_len))
         out.append(raw)
-        pos = start + rec.stored_len
+        pos = end
     return out
 
 

@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS checkpoints(
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INT NOT NULL);
 CREATE TABLE IF NOT EXISTS log(
     id INTEGER PRIMARY KEY, recv_ms INT NOT NULL, nlogs INT NOT NULL,
-    seg INT NOT NULL, off INT NOT NULL, len INT NOT NULL, raw INT);
+    seg INT NOT NULL, off INT NOT NULL, len INT NOT NULL, raw INT, txn INT);
 """
 
 
@@ -175,10 +175,13 @@ class SQLiteStore:
         try:
             self._conn = self._connect(page_size)
             self._conn.executescript(_SCHEMA)
-            if "raw" not in {r[1] for r in self._conn.execute("PRAGMA table_info(log)")}:
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(log)")}
+            if "raw" not in columns:
                 # raw (uncompressed, framed) length of a group, so a pull is bounded in raw bytes; rows from
                 # before compression leave it NULL (their stored length is their raw length)
                 self._conn.execute("ALTER TABLE log ADD COLUMN raw INT")
+            if "txn" not in columns:  # the transaction that wrote the row (recovery, check.py)
+                self._conn.execute("ALTER TABLE log ADD COLUMN txn INT")
             self._load()
         except sqlite3.DatabaseError as exc:  # a damaged hub.db: say which file, never a bare traceback
             raise StorageDamaged([f"{self.path}: cannot be read: {exc}"], data_dir) from None
@@ -260,7 +263,7 @@ class SQLiteStore:
         self._txn = max(plan.txn_db, plan.txn_file or 0)
         if plan.legacy:  # first start of a directory from before transaction numbers: mark it as known now
             c.execute("INSERT OR REPLACE INTO meta VALUES ('txn', ?)", (self._txn,))
-            self._txn_file.write(self._txn)
+        self._txn_file.write(self._txn)  # exists from the first start on: its absence later is a problem
 
     def add_listener(self, fn: Callable[[set[int]], None]) -> None:
         """``fn(shard_uids)`` is called on the writer thread after each commit that appended data."""
@@ -332,7 +335,12 @@ class SQLiteStore:
                 conn.execute("UPDATE shards SET bytes_stored = bytes_stored + ? WHERE uid=?", (nbytes, uid))
             if self.sync_full and added:
                 self.segments.sync(set(added))  # data on disk before the index that points at it
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('txn', ?)", (txn,))
+            # The transaction's number must be in the index for recovery (check.py): appends carry it in their
+            # rows (no extra page written); other operations alone in their transaction (metadata, retention)
+            # write it to meta. Batches of checkpoints only record nothing: they write no segment bytes.
+            recorded = bool(added) or not batch[0].batchable
+            if not batch[0].batchable:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('txn', ?)", (txn,))
             conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - any SQL failure fails the whole batch, nothing is acknowledged
             try:
@@ -357,7 +365,8 @@ class SQLiteStore:
                 op.future.set_exception(err)
             return
         try:
-            self._txn_file.write(txn)
+            if recorded:
+                self._txn_file.write(txn)
         except OSError:  # only weakens the check at the next start; the commit itself stands
             log.exception("could not record transaction %d in hub.txn", txn)
         touched: set[int] = set()
@@ -652,9 +661,9 @@ class SQLiteStore:
             self._last_recv[shard.uid] = now_ms
             base, offset, framed = self.segments.append(shard.uid, seq, data, packed)
             size = len(data)
-            conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?,?)",
+            conn.execute("INSERT INTO log VALUES (?,?,?,?,?,?,?,?)",
                          ((shard.uid << SEQ_BITS) | seq, now_ms, nlogs, base, offset, framed,
-                          size + 1 + max(1, (size.bit_length() + 6) // 7)))
+                          size + 1 + max(1, (size.bit_length() + 6) // 7), self._txn))
 
             def post() -> None:
                 self._first_recv.setdefault(shard.uid, now_ms)

@@ -12,7 +12,8 @@ then trickles (or stops sending) the body would hold a connection and its buffer
   (``--max-put-bytes``, checked against Content-Length before anything is read) plus aiohttp's paused read
   buffer.
 * ``read_body``: the body must arrive within ``body_timeout`` seconds of the handler asking for it,
-  else 400 ``RequestTimeout`` and the connection is closed.
+  else 400 ``RequestTimeout`` and the connection is closed. A client that closes the connection mid-body gets
+  a 400 nobody reads, never an unhandled error (which would write a traceback per request to the log).
 
 Idle connections (and a client that never finishes its headers) are closed by aiohttp's keep-alive timer,
 set from ``idle_timeout`` in ``server.py``.
@@ -167,6 +168,8 @@ class RequestLimits:
             raise E.RequestTimeout(f"the request body did not arrive within {self.body_timeout:g}s") from None
         except web.HTTPRequestEntityTooLarge:
             raise E.PostBodyTooLarge(f"request body exceeds the limit of {self.max_body} bytes") from None
+        except ConnectionError:  # the client went away mid-body: a 4xx nobody reads, not a traceback in the log
+            raise E.PostBodyInvalid("the connection closed before the request body arrived") from None
 
 
 def bounded_writes() -> Callable[..., Awaitable[web.StreamResponse]]:

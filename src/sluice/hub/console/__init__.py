@@ -28,7 +28,7 @@ import time
 from concurrent.futures import Executor
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -204,10 +204,8 @@ class Console:
         if raw.method != "POST":
             raise _method_not_allowed(raw.method, raw.path)
         self._check_origin(raw)
-        if (raw.content_length or 0) > _MAX_FORM_BYTES:
-            raise E.PostBodyTooLarge(f"a sign-in form is at most {_MAX_FORM_BYTES} bytes")
-        form = await raw.post()
-        key_id, secret, next_path = (str(form.get(k, "")) for k in ("key_id", "secret", "next"))
+        form = await self._read_form(raw)
+        key_id, secret, next_path = (form.get(k, "") for k in ("key_id", "secret", "next"))
         bucket, address, now = (key_id if key_id in self._known_keys else ""), raw.remote or "", time.monotonic()
         wait = self.throttle.retry_after(bucket, address, now)
         if wait > 0:  # checked before the secret: a throttled guess learns nothing
@@ -226,6 +224,23 @@ class Console:
                         samesite="Strict", secure=raw.secure)
         log.info("console sign-in by key %s", key_id)
         return resp
+
+    async def _read_form(self, raw: web.Request) -> dict[str, str]:
+        """The sign-in form (urlencoded, as the page posts it), read with the API's body limits (size, in-flight
+        budget, time: a client that stalls or goes away gets a 4xx) and decoded leniently (bad UTF-8 is just a
+        wrong key). Other encodings are refused: aiohttp's multipart parser raised on a non-ASCII boundary."""
+        if (raw.content_length or 0) > _MAX_FORM_BYTES:
+            raise E.PostBodyTooLarge(f"a sign-in form is at most {_MAX_FORM_BYTES} bytes")
+        if raw.content_type != "application/x-www-form-urlencoded":
+            raise E.SLSError("the sign-in form must be application/x-www-form-urlencoded",
+                             error_code="InvalidContentType", http_status=415)
+        body = await self.hub.limits.read_body(raw)
+        if len(body) > _MAX_FORM_BYTES:
+            raise E.PostBodyTooLarge(f"a sign-in form is at most {_MAX_FORM_BYTES} bytes")
+        form: dict[str, str] = {}
+        for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+            form.setdefault(key, value)
+        return form
 
     async def _logout(self, raw: web.Request) -> web.StreamResponse:
         if raw.method != "POST":

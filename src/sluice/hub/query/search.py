@@ -368,6 +368,27 @@ def row_matcher(node: Node, spec: IndexSpec | None = None) -> Callable[[dict[str
 # ------------------------------------------------------------------ DuckDB WHERE
 
 
+def _prefiltered(column: str, text: str, tokens: tuple[str, ...], case_sensitive: bool, regex_sql: str) -> str:
+    """``regex_sql`` behind a plain substring test of the term's longest literal piece: DuckDB's AND drops
+    the rows failing the cheap test before the regex runs (a full-text regex over every line was the cost of
+    a search). ASCII pieces only, so Python's and DuckDB's lowercasing agree."""
+    delims = set(tokens) | set(_EXTRA_DELIMS) | {"*", "?"}
+    pieces, cur = [], []
+    for c in text:
+        if c in delims:
+            pieces.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+    pieces.append("".join(cur))
+    piece = max(pieces, key=len)
+    if len(piece) < 2 or not piece.isascii():
+        return regex_sql
+    if case_sensitive:
+        return f"(contains({column}, {sql_string(piece)}) AND {regex_sql})"
+    return f"(contains(lower({column}), {sql_string(piece.lower())}) AND {regex_sql})"
+
+
 def sql_string(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -392,7 +413,7 @@ def to_sql(node: Node, spec: IndexSpec | None, column_of: Callable[[str], tuple[
                 pat = (term_regex(n.text, tokens, line_cs) if isinstance(n, Term)
                        else phrase_regex(n.text, tokens, line_cs))
                 compile_pattern(pat)
-                return f"regexp_matches(line, {sql_string(pat)})"
+                return _prefiltered("line", n.text, tokens, line_cs, f"regexp_matches(line, {sql_string(pat)})")
             col, kind = column_of(n.key)
             if kind in ("long", "double") and isinstance(n, Term) and "*" not in n.text and "?" not in n.text:
                 want = _as_float(n.text)
@@ -400,7 +421,8 @@ def to_sql(node: Node, spec: IndexSpec | None, column_of: Callable[[str], tuple[
             toks, cs = key_opts(n.key)
             pat = term_regex(n.text, toks, cs) if isinstance(n, Term) else phrase_regex(n.text, toks, cs)
             compile_pattern(pat)
-            return f"coalesce(regexp_matches(CAST({col} AS VARCHAR), {sql_string(pat)}), FALSE)"
+            text = f"CAST({col} AS VARCHAR)"
+            return _prefiltered(text, n.text, toks, cs, f"coalesce(regexp_matches({text}, {sql_string(pat)}), FALSE)")
         if isinstance(n, Exists):
             col = raw_of(n.key) if raw_of is not None else column_of(n.key)[0]
             return f"({col} IS NOT NULL)"

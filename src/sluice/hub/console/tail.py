@@ -7,7 +7,8 @@ cursor (a child created by a split since) is read from its oldest kept group: al
 Bounded work per poll (issue #17: one poll on a 64-shard logstore took 1.6 GB and 15 s; one regex froze the hub):
 
 * Patterns are RE2's (linear time in the text, bounded memory): no pattern can backtrack for seconds or hours.
-  Python's ``re`` is never given a user's pattern.
+  Python's ``re`` is never given a user's pattern. Compiling one can still take ~0.1 s (a pattern RE2 refuses
+  as too large), so the caller compiles it on the reader executor, inside the scan slot, not on the event loop.
 * One poll scans at most ``MAX_SCAN_BYTES`` of stored LogGroups in all (each shard gets an even slice, at least
   ``MIN_SLICE``, from a start shard that rotates with the cursor), and stops after ``MAX_SCAN_SECONDS``. It
   reads ``SLICE_BYTES`` at a time and decodes one LogGroup at a time, keeping only the newest ``MAX_LOGS``
@@ -165,6 +166,7 @@ def read_tail(store: Store, shards: list[ShardMeta], positions: dict[int, int] |
             share -= len(result.body)
             budget -= len(result.body)
             groups_left -= result.count
+            cut_short = False
             for raw in split_groups(result.body):
                 for i, entry in enumerate(_logs_of(bytes(raw), shard.shard_id)):
                     scanned += 1
@@ -177,7 +179,11 @@ def read_tail(store: Store, shards: list[ShardMeta], positions: dict[int, int] |
                         elif item[0] > kept[0][0]:
                             heapq.heapreplace(kept, item)
                 seq += 1
-            seq = max(seq, result.next_seq)
+                if clock() >= deadline:  # checked per LogGroup: one slice can take long with a costly pattern
+                    cut_short = True
+                    break
+            if not cut_short:
+                seq = max(seq, result.next_seq)
         nxt[shard.shard_id] = seq  # every shard is in the scan order: one not reached keeps its position
     kept.sort(key=lambda item: item[0])
     return TailResult(format_cursor(nxt), [item[2] for item in kept], matched - len(kept), scanned)

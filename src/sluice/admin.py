@@ -55,6 +55,8 @@ async def _logstores(client: AsyncClient, project: str, group: str, logstores: t
         return list(logstores)
     out = []
     for ls in await client.list_logstores(project):
+        if ls.startswith("sluice-monitor-"):  # a monitor job's own state (see --monitor-state)
+            continue
         if any(g.get("name") == group for g in await client.list_consumer_groups(project, ls)):
             out.append(ls)
     if not out:
@@ -184,7 +186,8 @@ def checkpoint_show(endpoint: str, access_key_id: str, access_key_secret: str, p
 @click.argument("project")
 @click.argument("group")
 @click.option("--to", "to", required=True, help="begin | end | unix seconds | '2024-05-01 10:00:00' (UTC).")
-@click.option("--logstore", "logstores", multiple=True, help="Default: every logstore that has the group.")
+@click.option("--logstore", "logstores", multiple=True,
+              help="Default: every logstore that has the group (but a monitor's sluice-monitor-* state).")
 @click.option("--shard", "shards", multiple=True, type=int, help="Only these shards (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
 @click.option("--force", is_flag=True, help="Reset even though consumers of the group look alive.")

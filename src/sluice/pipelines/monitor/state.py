@@ -286,10 +286,11 @@ class EvaluatorProcessor(Processor):
         self._catch_up_to = decode_cursor(await w.client.get_cursor(w.project, w.logstore, 0, "end"))
         entries = await w.client.get_checkpoints(w.project, w.logstore, self.group, 0)
         saved = str(entries[0].get("checkpoint", "")) if entries else ""
-        if saved:  # a predecessor's: find its snapshot, then apply what came after it
+        begin = decode_cursor(await w.client.get_cursor(w.project, w.logstore, 0, "begin"))
+        if saved and decode_cursor(saved) > begin:  # a predecessor's: find its snapshot, then apply what follows
             self._restore_at = decode_cursor(saved)
             self._restore_since = time.monotonic()
-        else:  # the first evaluator of this group: every record from the beginning
+        else:  # the first evaluator of this group (or one reset to begin): every record from the beginning
             self.ev = Evaluator(self.spec, self.group)
         self._tasks.append(asyncio.create_task(self._list_shards(), name="sluice-monitor-shards"))
         if self.on_state is not None:

@@ -343,6 +343,10 @@ class Program:
     needles: tuple[bytes, ...] = ()
     """Byte strings every matching log's group must contain (from the first ``where``): a group without
     them is skipped undecoded."""
+    eq_filter: tuple[tuple[str, str], ...] | None = None
+    """When the first ``where`` is nothing but ``key = 'literal'`` tests joined by ``and``: those pairs, run
+    as one list comprehension instead of the closure tree (the common consumer filter, several times
+    faster)."""
     rewrites: bool = False
     """True when a stage changes rows (anything but ``where``): output is re-encoded from the rows."""
     names: list[str] = field(default_factory=list)
@@ -405,7 +409,8 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
         if isinstance(va, tuple) and cb and isinstance(vb, str) and op in ("=", "==", "!=", "<>"):
             name, lit, eq = va[1], vb, op in ("=", "==")
             if eq:
-                return (lambda row: None if (x := row.get(name)) is None else x == lit), False, ("needle", needle)
+                return ((lambda row: None if (x := row.get(name)) is None else x == lit), False,
+                        ("needle", needle, (name, lit), True))
             return (lambda row: None if (x := row.get(name)) is None else x != lit), False, None
         return (lambda row: _compare(op, fa(row), fb(row))), False, ("needle", needle) if needle else None
 
@@ -465,8 +470,14 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
         (fa, _, na), (fb, _, nb) = items
         needles = [n for n in (na, nb) if n and n[0] in ("needle", "all")]
         flat: list[str] = []
+        exact: list[tuple[str, str]] = []
         for n in needles:
             flat.extend([n[1]] if n[0] == "needle" else n[1])
+            if n[0] == "needle" and len(n) > 2:
+                exact.append(n[2])
+            elif n[0] == "all":
+                exact.extend(n[2])
+        pure = all(n is not None and len(n) > 3 and n[3] for n in (na, nb))
 
         def fn(row: Row) -> Any:  # short-circuits: most rows fail the first test of a where
             a = fa(row)
@@ -476,7 +487,7 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
             if b is False:
                 return False
             return None if a is None or b is None else True
-        return fn, False, ("all", [x for x in flat if x])
+        return fn, False, ("all", [x for x in flat if x], exact, pure)
 
     def or_(self, items: list[Any]) -> tuple[Expr, bool, Any]:
         (fa, _, _), (fb, _, _) = items
@@ -569,14 +580,19 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
     def where(self, items: list[Any]) -> tuple[str, Any, list[str]]:
         f, _, needle = items[0]
         needles: list[str] = []
+        exact: list[tuple[str, str]] = []
+        pure = False
         if needle and needle[0] == "needle" and needle[1]:
             needles = [needle[1]]
+            exact = [needle[2]] if len(needle) > 2 else []
+            pure = len(needle) > 3 and bool(needle[3])
         elif needle and needle[0] == "all":
-            needles = list(needle[1])
+            needles, exact, pure = list(needle[1]), list(needle[2]), bool(needle[3])
 
         def stage(rows: list[Row]) -> list[Row]:
             return [r for r in rows if (v := f(r)) is True or (v is not False and v is not None and _truth(v) is True)]
-        return "where", stage, needles
+        return "where", stage, (needles, [e for e in exact if not e[0].startswith("__")],
+                                pure and all(not e[0].startswith("__") for e in exact))
 
     def extend(self, items: list[tuple[str, Expr]]) -> tuple[str, Any, list[str]]:
         pairs = list(items)
@@ -712,11 +728,14 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
         if len(commands) > MAX_SPL_STAGES:
             raise E.ParameterInvalid(f"invalid query: {len(commands)} pipeline stages exceed {MAX_SPL_STAGES}")
         needles: list[str] = []
+        exact: list[tuple[str, str]] = []
+        pure = False
         if commands and commands[0][0] == "where":
-            needles = commands[0][2]
+            needles, exact, pure = commands[0][2]
         rewrites = any(c[0] != "where" for c in commands)
         return Program(text="", stages=[c[1] for c in commands],
                        needles=tuple(n.encode() for n in needles if n), rewrites=rewrites,
+                       eq_filter=tuple(dict.fromkeys(exact)) if pure and exact else None,
                        names=[c[0] for c in commands])
 
 
@@ -769,19 +788,33 @@ def _decode_logs(group: bytes | memoryview) -> list[Row]:
     return out
 
 
+_VARINTS = [encode_varint(n) for n in range(1 << 14)]
+_KEY_HEADS: dict[str, bytes] = {}  # key -> b"\x0a" + len + key bytes (keys repeat in every log)
+
+
+def _varint(n: int) -> bytes:
+    return _VARINTS[n] if n < 16384 else encode_varint(n)
+
+
 def _encode_log(row: Row) -> bytes:
     """One Log message from a row: its ``__time__`` and every non-meta field (text) as Contents."""
     t = _num(row.get("__time__")) or 0
     parts = [b"\x08", encode_varint(max(0, int(t)) & 0xFFFFFFFF)]
     for k, v in row.items():
-        if _is_meta(k) or v is None:
+        if v is None or k in META_KEYS or k.startswith("__tag__:"):
             continue
-        kb = k.encode("utf-8", "surrogatepass")
-        vb = v if isinstance(v, bytes) else (_text(v) or "").encode("utf-8", "surrogatepass")
-        content = b"".join((b"\x0a", encode_varint(len(kb)), kb, b"\x12", encode_varint(len(vb)), vb))
-        parts += (b"\x12", encode_varint(len(content)), content)
+        head = _KEY_HEADS.get(k)
+        if head is None:
+            kb = k.encode("utf-8", "surrogatepass")
+            head = b"\x0a" + _varint(len(kb)) + kb
+            if len(_KEY_HEADS) < 4096:
+                _KEY_HEADS[k] = head
+        vb = v.encode("utf-8", "surrogatepass") if isinstance(v, str) else v if isinstance(v, bytes) else \
+            (_text(v) or "").encode("utf-8", "surrogatepass")
+        lv = _varint(len(vb))
+        parts += (b"\x12", _varint(len(head) + 1 + len(lv) + len(vb)), head, b"\x12", lv, vb)
     body = b"".join(parts)
-    return b"\x0a" + encode_varint(len(body)) + body
+    return b"\x0a" + _varint(len(body)) + body
 
 
 def _rebuild_group(group: bytes | memoryview, rows: list[Row]) -> bytes:
@@ -811,6 +844,16 @@ def apply_to_groups(program: Program, body: bytes) -> tuple[bytes, int]:
         except ValueError:
             continue  # stored groups were validated at PutLogs; a damaged one is not SPL's to report
         n = len(rows)
+        if program.eq_filter is not None:  # the first where is only key = 'literal' tests: one comprehension
+            kept = _eq_filter(rows, program.eq_filter)
+            for stage in program.stages[1:]:
+                if not kept:
+                    break
+                kept = stage(kept)
+            if not kept:
+                continue
+            out.append(group if not program.rewrites and len(kept) == n else _rebuild_group(group, kept))
+            continue
         kept = program.run(rows)
         if not kept:
             continue
@@ -821,6 +864,16 @@ def apply_to_groups(program: Program, body: bytes) -> tuple[bytes, int]:
         else:
             out.append(_rebuild_group(group, kept))
     return frame_groups(out), len(out)
+
+
+def _eq_filter(rows: list[Row], pairs: tuple[tuple[str, str], ...]) -> list[Row]:
+    if len(pairs) == 1:
+        (k, v), = pairs
+        return [r for r in rows if r.get(k) == v]
+    if len(pairs) == 2:
+        (k1, v1), (k2, v2) = pairs
+        return [r for r in rows if r.get(k1) == v1 and r.get(k2) == v2]
+    return [r for r in rows if all(r.get(k) == v for k, v in pairs)]
 
 
 def _log_fields(group: bytes) -> list[tuple[int, int]] | None:

@@ -115,11 +115,18 @@ def test_same_alerts_with_1_2_3_processes_a_kill_and_a_replay(
 
         def complete(n: int) -> bool:
             return {alert_tuple(a) for a in hook.of_group(groups[n])} >= expected
-        wait_for(lambda: all(complete(n) for n in (1, 2, 3)), 60, "every group's alerts", alive=survivors)
 
-        # the replay: a fresh group from begin, after the fact
-        replay = jobs(_job(tmp_path, hub, project, groups[4], hook), env)
-        wait_for(lambda: complete(4), 60, "the replay's alerts", alive=[replay])
+        def missing() -> str:
+            return "; ".join(f"group {n} misses {sorted(expected - {alert_tuple(a) for a in hook.of_group(groups[n])})}"
+                             f" has extra {sorted({alert_tuple(a) for a in hook.of_group(groups[n])} - expected)}"
+                             for n in (1, 2, 3, 4))
+        try:
+            wait_for(lambda: all(complete(n) for n in (1, 2, 3)), 60, "every group's alerts", alive=survivors)
+            # the replay: a fresh group from begin, after the fact
+            replay = jobs(_job(tmp_path, hub, project, groups[4], hook), env)
+            wait_for(lambda: complete(4), 60, "the replay's alerts", alive=[replay])
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; expected {sorted(expected)}; {missing()}") from None
         time.sleep(3)  # time for a wrong extra alert to arrive
         for j in survivors + [replay]:
             j.assert_alive()

@@ -37,7 +37,18 @@ static int bad(const char *what) {
     return -1;
 }
 
-static int read_varint(Cur *c, uint64_t *out) {
+static int read_varint_slow(Cur *c, uint64_t *out);
+
+/* Field keys, lengths and times are nearly always one byte (a key) or one to three: the common case inline. */
+static inline int read_varint(Cur *c, uint64_t *out) {
+    if (c->p < c->end && *c->p < 0x80) {
+        *out = *c->p++;
+        return 0;
+    }
+    return read_varint_slow(c, out);
+}
+
+static int read_varint_slow(Cur *c, uint64_t *out) {
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
         if (c->p >= c->end) return bad("truncated varint");
@@ -51,7 +62,7 @@ static int read_varint(Cur *c, uint64_t *out) {
     return bad("varint too long");
 }
 
-static int read_key(Cur *c, uint32_t *field, int *wt) {
+static inline int read_key(Cur *c, uint32_t *field, int *wt) {
     uint64_t k;
     if (read_varint(c, &k) < 0) return -1;
     *field = (uint32_t)(k >> 3);
@@ -60,7 +71,7 @@ static int read_key(Cur *c, uint32_t *field, int *wt) {
     return 0;
 }
 
-static int read_len(Cur *c, Cur *sub) {
+static inline int read_len(Cur *c, Cur *sub) {
     uint64_t n;
     if (read_varint(c, &n) < 0) return -1;
     if (n > (uint64_t)(c->end - c->p)) return bad("length past the end");

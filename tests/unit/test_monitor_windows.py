@@ -199,3 +199,38 @@ def test_dedup_waits_for_the_previous_window_to_close() -> None:
 def test_first_log_time_reads_the_bytes() -> None:
     assert first_log_time(_group([(0, 7, 0, "h", "m", "200"), (0, 9, 0, "h", "m", "200")])) == T0 + 7
     assert first_log_time(b"") == float("-inf")
+
+
+def test_large_batches_split_between_groups_and_count_once() -> None:
+    """A batch with more entries than one record holds is split between log groups; every match counts once,
+    also when the whole batch is read again."""
+    from sluice.pipelines.monitor.state import MAX_ENTRIES_PER_RECORD
+    spec = _spec({"threshold": 1, "window": 10, "sliding": False, "dedup": 0})
+    ev = Evaluator(spec, "g")
+    entries = [[0, f"h{k % 7}", T0, off, 1, float(T0), float(T0), []] for off in range(1500) for k in range(3)]
+    records = partial_records(SRC, 0, 100, 1600, float(T0), entries)
+    assert len(records) > 1 and all(len(b["e"]) <= MAX_ENTRIES_PER_RECORD + 2 for _, b in records)
+    for (_, a), (_, b) in zip(records, records[1:]):
+        assert a["next"] == 100 + b["e"][0][3] and a["e"][-1][3] < b["e"][0][3]
+    for _ in range(2):
+        for _, body in records:
+            ev.apply_partial(json.loads(json.dumps(body)))
+    assert sum(b[0] for b in ev.buckets.values()) == 4500
+
+
+def test_invalid_records_are_skipped() -> None:
+    """Garbage in the state logstore never raises out of the evaluator's processor."""
+    import asyncio
+    from unittest.mock import MagicMock
+
+    from sluice.pipelines.monitor.outbox import Outbox
+    from sluice.pipelines.monitor.state import EvaluatorProcessor
+    spec = _spec({"threshold": 1, "window": 10, "sliding": False, "dedup": 0})
+
+    async def main() -> None:
+        p = EvaluatorProcessor(spec, "g", MagicMock(), lambda: Outbox([]), {}, {})
+        p.ev, p.outbox = Evaluator(spec, "g"), Outbox([])
+        for kind, text in (("p", "not json"), ("p", "{}"), ("i", '{"t": "x"}'), ("s", "[]"), ("d", '{"ids": 5}'),
+                           ("p", json.dumps({"src": SRC, "shard": 0, "start": 0, "next": 1, "e": [[1]]}))):
+            p._apply(0, kind, text)
+    asyncio.run(main())

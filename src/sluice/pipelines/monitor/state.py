@@ -320,20 +320,21 @@ class EvaluatorProcessor(Processor):
             return
         try:
             body = json.loads(text)
-        except ValueError:
-            log.error("monitor state: record %d is not JSON; skipped", seq)
-            return
-        if kind == "p":
-            fired = ev.apply_partial(body)
-        elif kind == "i":
-            fired = ev.apply_idle(body)
-        elif kind == "s":
-            fired = ev.apply_shards(body)
-        elif kind == "d":
-            for i in body.get("ids", []):
-                outbox.mark(i, int(body.get("a", 0)))
-            return
-        else:
+            if kind == "p":
+                fired = ev.apply_partial(body)
+            elif kind == "i":
+                fired = ev.apply_idle(body)
+            elif kind == "s":
+                fired = ev.apply_shards(body)
+            elif kind == "d":
+                for i in body.get("ids", []):
+                    outbox.mark(str(i), int(body.get("a", 0)))
+                return
+            else:
+                return
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            # not written by sluice (or by an incompatible version): skipped, never a stuck evaluator
+            log.error("monitor state: record %d (%s) is not valid: %s; skipped", seq, kind, exc)
             return
         if kind == "i":
             self._idle_changed = True  # watermarks only: a successor re-applies these cheaply
@@ -354,8 +355,11 @@ class EvaluatorProcessor(Processor):
                 self._apply(seq, kind, text)
                 continue
             if kind == "S":
-                body = json.loads(text)
-                if body.get("as_of") == self._restore_at:
+                try:
+                    body = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(body, dict) and body.get("as_of") == self._restore_at:
                     self._restore(body)
                 continue
             self._buffer.append((seq, kind, text))

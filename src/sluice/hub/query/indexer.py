@@ -18,7 +18,9 @@ import multiprocessing
 import os
 import shutil
 import threading
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,18 @@ def _decode(group: bytes | memoryview) -> list[dict[str, Any]]:
     from .spl import _decode_logs
 
     return _decode_logs(group)
+
+
+@dataclass
+class _Job:
+    """One shard's batch between its read and its insert (its text possibly being built by the helper)."""
+
+    idx: IndexStore
+    shard: Any
+    result: Any
+    first: int
+    names: list[str]
+    fut: "Future[Any] | None"
 
 
 class Indexer:
@@ -163,7 +177,7 @@ class Indexer:
                      if (f.parent.name, f.name[:-len(".duckdb")]) not in live]
         for key in gone:
             self.drop(*key)
-        more = False
+        tasks: list[tuple[IndexStore, Any, int]] = []
         for project, name, spec, shards in work:
             idx = self.index_for(project, name)
             idx.ensure_keys(spec)
@@ -172,45 +186,67 @@ class Indexer:
                 done = progress.get(shard.uid, 0)
                 if shard.begin_seq > 0:
                     idx.expire(shard.uid, shard.shard_id, shard.begin_seq)
-                if max(done, shard.begin_seq) >= shard.end_seq:
-                    continue
-                more |= self._index_batch(idx, shard, done)
+                if max(done, shard.begin_seq) < shard.end_seq:
+                    tasks.append((idx, shard, done))
+        # Two batches in flight: the helper builds the next one while this thread inserts the current one.
+        more = False
+        pending: deque[_Job] = deque()
+        for idx, shard, done in tasks:
+            job = self._start(idx, shard, done)
+            if job is None:
+                continue
+            pending.append(job)
+            if len(pending) >= 2:
+                more |= self._finish(pending.popleft())
+        while pending:
+            more |= self._finish(pending.popleft())
         return more
 
-    def _index_batch(self, idx: IndexStore, shard: Any, done: int) -> bool:
+    def _start(self, idx: IndexStore, shard: Any, done: int) -> "_Job | None":
         result = self.store.read(shard, done, BATCH_GROUPS, self.max_bytes)
         if not result.count:
             if result.next_seq > done:
                 idx.ingest(shard.uid, shard.shard_id, [], result.next_seq)
-            return False
+            return None
         first = result.next_seq - result.count
+        names = idx.key_names()
+        fut: Future[Any] | None = None
         if self._helper_wanted:
-            names = idx.key_names()
-            built = self._build_in_helper(result.body, first, names)
-            if built is not None and idx.ingest_text(shard.uid, shard.shard_id, built, names, result.next_seq):
+            try:
+                if self._helper is None:
+                    self._helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                       initializer=exit_with_parent, initargs=(os.getpid(),))
+                fut = self._helper.submit(build_from_body, bytes(result.body), first, names)
+            except Exception:  # noqa: BLE001 - no helper: index in this process
+                self._helper_failed()
+        return _Job(idx, shard, result, first, names, fut)
+
+    def _finish(self, job: "_Job") -> bool:
+        idx, shard, result = job.idx, job.shard, job.result
+        if job.fut is not None:
+            try:
+                built = job.fut.result(timeout=120)
+            except Exception:  # noqa: BLE001 - a dead or stuck helper: index in this process from now on
+                self._helper_failed()
+                built = None
+            if built is not None and idx.ingest_text(shard.uid, shard.shard_id, built, job.names, result.next_seq):
                 return result.next_seq < shard.end_seq
         groups: list[tuple[int, list[dict[str, Any]]]] = []
         for k, group in enumerate(split_groups(result.body)):
             try:
-                groups.append((first + k, _decode(group)))
+                groups.append((job.first + k, _decode(group)))
             except ValueError:
-                log.warning("skipping an undecodable group at seq %d of shard uid %d", first + k, shard.uid)
+                log.warning("skipping an undecodable group at seq %d of shard uid %d", job.first + k, shard.uid)
         idx.ingest_groups(shard.uid, shard.shard_id, groups, result.next_seq)
         return result.next_seq < shard.end_seq
 
-    def _build_in_helper(self, body: bytes, first: int, names: list[str]) -> tuple[str, int] | None:
-        try:
-            if self._helper is None:
-                self._helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                   initializer=exit_with_parent, initargs=(os.getpid(),))
-            return self._helper.submit(build_from_body, bytes(body), first, names).result(timeout=120)
-        except Exception:  # noqa: BLE001 - a dead or stuck helper: index in this process from now on
+    def _helper_failed(self) -> None:
+        if self._helper_wanted:
             log.exception("the indexer's helper process failed; indexing in the hub process")
-            self._helper_wanted = False
-            if self._helper is not None:
-                self._helper.shutdown(wait=False, cancel_futures=True)
-                self._helper = None
-            return None
+        self._helper_wanted = False
+        if self._helper is not None:
+            self._helper.shutdown(wait=False, cancel_futures=True)
+            self._helper = None
 
     def caught_up(self, project: str, logstore: str) -> bool:
         """Whether the logstore's index holds everything committed (for --check and tests)."""

@@ -90,3 +90,39 @@ def test_commands_rewrite_logs_and_keep_group_fields(sdk, project, logstore) -> 
     only, _, _ = _pull_all(sdk, project, logstore, "* | where verb_missing is null | project ip")
     # ip does not exist before parse-regexp: project keeps only the meta fields; the logs stay
     assert len(only) == 2 and all(set(log) == {"__time__", "__topic__", "__source__"} for log in only)
+
+
+def test_sdk_consumer_group_with_spl(hub, sdk, project, logstore) -> None:  # type: ignore[no-untyped-def]
+    """The official SDK's ConsumerWorker with LogHubConfig(query=...): only the filtered logs arrive."""
+    import threading
+
+    from aliyun.log.consumer import ConsumerProcessorBase, ConsumerWorker, CursorPosition, LogHubConfig
+
+    seen: list[dict[str, str]] = []
+    lock = threading.Lock()
+
+    class Processor(ConsumerProcessorBase):  # type: ignore[misc]
+        def process(self, log_groups, check_point_tracker):  # type: ignore[no-untyped-def]
+            with lock:
+                for g in log_groups.LogGroups:
+                    for log in g.Logs:
+                        seen.append({c.Key: c.Value for c in log.Contents})
+            return None
+
+    _put(sdk, project, logstore, [{"status": str(s), "i": str(i)} for i, s in enumerate([200, 500, 404, 500, 503])])
+    option = LogHubConfig(hub.endpoint, hub.access_key_id, hub.access_key_secret, project, logstore,
+                          unique("cg"), "c1", cursor_position=CursorPosition.BEGIN_CURSOR, heartbeat_interval=1,
+                          data_fetch_interval=0.2, query="* | where cast(status as bigint) >= 500 | project i")
+    worker = ConsumerWorker(Processor, option)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with lock:
+                if len(seen) >= 3:
+                    break
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        worker.shutdown()
+    assert sorted(r["i"] for r in seen) == ["1", "3", "4"] and all(set(r) == {"i"} for r in seen)

@@ -16,7 +16,7 @@ import psutil
 
 from sluice.client import AsyncClient
 from sluice.consumer import AsyncConsumer, ConsumerConfig
-from sluice.consumer.waiter import DEFAULT_MAX_REQUESTS, waiter_for
+from sluice.consumer.waiter import DEFAULT_MAX_REQUESTS, beats_for, waiter_for
 from sluice.testing import HubProcess
 from sluice.wire import errors as E
 from sluice.wire.batch import Batch
@@ -70,7 +70,12 @@ def test_one_process_many_shards_few_connections(hub: HubProcess) -> None:
                 waiter = waiter_for(c, project, 25.0)
                 await _until(lambda: len(waiter._entries) == 2 * LOGSTORES, 20, "every shard waiting")
                 assert waiter.supported is True
-                await asyncio.sleep(1.5)  # a heartbeat round or two while idle
+                beats = beats_for(c, project).stats
+                before = dict(beats)
+                await asyncio.sleep(2.5)  # two heartbeat rounds or so while idle
+                # the rounds' heartbeats (one per consumer and second) went in one request per round
+                assert beats["beats"] - before["beats"] >= LOGSTORES, (before, beats)
+                assert beats["requests"] - before["requests"] <= 4, (before, beats)
                 conns = _connections_to(hub.port)
                 # the short requests of a round of heartbeats share DEFAULT_MAX_REQUESTS connections; the waits one
                 assert conns <= DEFAULT_MAX_REQUESTS + 2, f"{conns} connections for {2 * LOGSTORES} idle shards"
@@ -160,3 +165,30 @@ def test_wait_route_errors_are_sls_errors(tmp_path: Path) -> None:
         status, body = _post(hub, host, {"session": "s", "add": [["missing", 0, "MA=="]]}, wait="5")
         assert (status, body) == (200, {"ready": [["missing", 0]]})  # gone: answered at once
         assert _post(hub, f"nope.{hub.host}", {"session": "s", "reset": True})[1]["errorCode"] == "ProjectNotExist"
+
+
+def test_batched_heartbeats_answer_each_beat(hub: HubProcess) -> None:
+    """POST /sluice/heartbeats: each beat is decided as a Heartbeat (shards to hold, or its own error), a
+    leave lets the shards go at once, and the body is bounded before it is parsed."""
+    project = unique("hbs")
+
+    async def go() -> None:
+        async with AsyncClient(hub.url, hub.access_key_id, hub.access_key_secret) as c:
+            await c.create_project(project)
+            await c.create_logstore(project, "app", shard_count=2)
+            await c.create_consumer_group(project, "app", "gg", 30)
+            beat = {"logstore": "app", "group": "gg", "held": []}
+            res = await c.heartbeats(project, [{**beat, "consumer": "a"}, {**beat, "group": "nope", "consumer": "a"},
+                                               {**beat, "consumer": ""}])
+            assert res[0] == [0, 1]
+            assert isinstance(res[1], E.SLSError) and res[1].error_code == "ConsumerGroupNotExist"
+            assert isinstance(res[2], E.SLSError) and res[2].error_code == "ParameterInvalid"
+            assert await c.heartbeats(project, [{**beat, "consumer": "a", "held": [0, 1]}]) == [[0, 1]]
+            assert await c.heartbeats(project, [{**beat, "consumer": "a", "leave": True}]) == [[]]
+            assert await c.heartbeat(project, "app", "gg", "b", []) == [0, 1]  # at once: a left
+            try:
+                await c.heartbeats(project, [{**beat, "consumer": "x" * 200}] * 6000)
+                raise AssertionError("an oversized batch was accepted")
+            except E.SLSError as exc:
+                assert exc.error_code == "PostBodyTooLarge"
+    asyncio.run(go())

@@ -70,5 +70,6 @@ def test_every_read_api_is_declared_read_in_the_table() -> None:
     assert {"GetProject", "ListLogstore", "GetLogstore", "ListShards", "PullLogs", "GetCursor", "GetCursorTime",
             "ListConsumerGroup", "GetCheckPoint"} <= TABLE.apis(Access.READ)
     assert TABLE.apis(Access.CONSUME) == {"CreateConsumerGroup", "UpdateConsumerGroup", "Heartbeat",
-                                          "UpdateCheckPoint"}
+                                          "UpdateCheckPoint", "Heartbeats"}  # Heartbeats: sluice's batch
+    assert "WaitShards" in TABLE.apis(Access.READ)
     assert "PutLogs" in TABLE.apis(Access.WRITE) and not TABLE.apis(Access.READ) & TABLE.apis(Access.WRITE)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 from ..wire.compress import compress, decompress
-from ..wire.errors import SLSError, WireError
+from ..wire.errors import SLSError, WireError, for_code
 from ..wire.batch import Batch, LazyLogGroup
 from ..wire.loggroup import LogGroup, split_groups
 from ..wire.pack import pack_groups
@@ -377,6 +377,22 @@ class AsyncClient:
         resp = await self.transport.request("POST", "/sluice/wait", project=project, body=body, headers=headers,
                                             timeout=self.transport.timeout + wait, retry=False)
         return [(str(ls), int(shard)) for ls, shard in resp.json()["ready"]]
+
+    async def heartbeats(self, project: str, beats: Sequence[Mapping[str, Any]]) -> list[list[int] | SLSError]:
+        """Hub only (``POST /sluice/heartbeats``; SLS has no such API and answers an error): the heartbeats of
+        many consumers in one request. Each beat is ``{"logstore", "group", "consumer", "held": [...],
+        "leave": bool}``; each result, in order, is the shards to hold or that beat's error (not raised: one
+        bad beat does not fail the others). Retried like a Heartbeat (a beat repeated changes nothing)."""
+        body = json.dumps({"beats": list(beats)}).encode()
+        resp = await self.transport.request("POST", "/sluice/heartbeats", project=project, body=body,
+                                            headers={"Content-Type": "application/json"})
+        out: list[list[int] | SLSError] = []
+        for r in resp.json()["results"]:
+            if isinstance(r, dict):
+                out.append(for_code(str(r.get("errorCode", "")), str(r.get("errorMessage", ""))))
+            else:
+                out.append([int(s) for s in r])
+        return out
 
     # ---------------------------------------------------------------- consumer groups
     async def create_consumer_group(self, project: str, logstore: str, group: str, timeout: int,

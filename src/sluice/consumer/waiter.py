@@ -17,9 +17,14 @@ by the transport). Spurious wake-ups are harmless (the shard pulls, finds nothin
 is not, which is why a cancelled wait does not send a removal (a removal racing a re-join on another
 connection could drop the re-join): the hub forgets a shard it answers, and ``reset`` clears the rest.
 
-``gate_for(client)``: a process's consumers beat on one grid (worker.py), so 1,000 consumers send 1,000
-heartbeats in one loop iteration; unbounded, the client would open a connection for each. Short requests of
-the consumers on one client pass this semaphore (``DEFAULT_MAX_REQUESTS`` at a time); parked waits do not.
+``beats_for(client, project)``: a process's consumers beat on one clock grid (worker.py), so 1,000 consumers
+send 1,000 heartbeats in one loop iteration. Against a hub they go out as one ``POST /sluice/heartbeats``
+(``HeartbeatBatcher``; hub/api/heartbeats.py), each consumer still getting its own answer or error; against
+SLS (probed once, like the waits) each consumer sends its own Heartbeat.
+
+``gate_for(client)``: unbounded, those 1,000 Heartbeats (or 1,000 consumers starting) would open a connection
+each. Short requests of the consumers on one client pass this semaphore (``DEFAULT_MAX_REQUESTS`` at a time);
+parked waits do not.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from ..wire import errors as E
 if TYPE_CHECKING:
     from ..client import AsyncClient
 
-__all__ = ["DEFAULT_MAX_REQUESTS", "ShardWaiter", "gate_for", "waiter_for"]
+__all__ = ["DEFAULT_MAX_REQUESTS", "HeartbeatBatcher", "ShardWaiter", "beats_for", "gate_for", "waiter_for"]
 
 log = logging.getLogger("sluice.consumer")
 
@@ -44,6 +49,8 @@ _Key = tuple[str, int]
 
 _waiters: "weakref.WeakKeyDictionary[AsyncClient, dict[str, ShardWaiter]]" = weakref.WeakKeyDictionary()
 _gates: "weakref.WeakKeyDictionary[AsyncClient, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+_batchers: "weakref.WeakKeyDictionary[AsyncClient, dict[str, HeartbeatBatcher]]" = weakref.WeakKeyDictionary()
+MAX_BATCH = 2000  # beats per request (the hub takes up to 5,000)
 
 
 def waiter_for(client: "AsyncClient", project: str, poll_wait: float) -> "ShardWaiter":
@@ -53,6 +60,15 @@ def waiter_for(client: "AsyncClient", project: str, poll_wait: float) -> "ShardW
     if waiter is None:
         waiter = by_project[project] = ShardWaiter(client, project, poll_wait)
     return waiter
+
+
+def beats_for(client: "AsyncClient", project: str) -> "HeartbeatBatcher":
+    """The process's heartbeat batcher for ``project`` through ``client`` (created on first use)."""
+    by_project = _batchers.setdefault(client, {})
+    batcher = by_project.get(project)
+    if batcher is None:
+        batcher = by_project[project] = HeartbeatBatcher(client, project)
+    return batcher
 
 
 def gate_for(client: "AsyncClient") -> asyncio.Semaphore:
@@ -75,6 +91,7 @@ class ShardWaiter:
         self._entries: dict[_Key, tuple[str, asyncio.Future[None]]] = {}  # waiting shards: cursor, waiter
         self._added: dict[_Key, str] = {}  # joined since the last poll went out
         self._reset = True  # the next poll sends the whole set
+        self._resetting = False  # a reset is in flight: nothing else is sent until it is answered
         self._gen = 0  # number of the latest poll sent
         self._kick_handle: asyncio.Handle | None = None
         self._polls: set[asyncio.Task[None]] = set()
@@ -103,6 +120,7 @@ class ShardWaiter:
             self.supported = False
             return False
         self.supported = True
+        self._reset = False  # the probe made the session, empty
         return True
 
     # ------------------------------------------------------------------ waiting
@@ -130,13 +148,20 @@ class ShardWaiter:
             self._kick_handle = asyncio.get_running_loop().call_soon(self._send)
 
     def _send(self) -> None:
+        """Send the joins (or, after a failure, the whole set as a reset) and park the next poll.
+
+        A reset goes alone, answered at once (wait 0), and nothing else is sent until its answer: requests
+        travel on different connections, and a join sent after a reset but applied before it would be wiped
+        by it (a lost wake-up). Joins and polls without a reset may arrive in any order (adds only)."""
         self._kick_handle = None
+        if self._resetting:
+            return  # the reset's answer kicks again
         if not self._entries:
             self._added.clear()
             return  # nothing to wait for; a parked poll ends on its own
         if self._reset:
             add = [(ls, shard, cursor) for (ls, shard), (cursor, _) in self._entries.items()]
-            reset, self._reset = True, False
+            reset, self._reset, self._resetting = True, False, True
         else:
             add = [(ls, shard, cursor) for (ls, shard), cursor in self._added.items()]
             reset = False
@@ -150,12 +175,16 @@ class ShardWaiter:
         self.stats["polls"] += 1
         try:
             ready = await self.client.wait_shards(self.project, self.session, add=add, reset=reset,
-                                                  wait=self.poll_wait)
+                                                  wait=0.0 if reset else self.poll_wait)
         except asyncio.CancelledError:
+            if reset:
+                self._resetting, self._reset = False, True
             raise
         except Exception as exc:  # noqa: BLE001 - any failure: resend the whole set, after a back-off
             self.stats["failures"] += 1
             self._reset = True
+            if reset:
+                self._resetting = False
             if not (isinstance(exc, E.SLSError) and exc.error_code == "WaitSessionNotExist"):
                 self._delay = min(max(self._delay * 2, 0.2), 5.0)
                 log.warning("%s: wait on the hub failed (%s); resending the set in %.1fs", self.project, exc,
@@ -164,6 +193,9 @@ class ShardWaiter:
             self._kick()
             return
         self._delay = 0.0
+        if reset:
+            self._resetting = False
+            self._kick()  # joins held back meanwhile, and the poll to park
         for key in ready:
             entry = self._entries.get(key)
             if entry is not None and not entry[1].done():
@@ -182,7 +214,7 @@ class ShardWaiter:
         if self._kick_handle is not None:
             self._kick_handle.cancel()
             self._kick_handle = None
-        self._reset = True  # the hub may keep the session; the next use starts it over
+        self._reset, self._resetting = True, False  # the hub may keep the session; the next use starts over
         for task in list(self._polls):
             task.cancel()
         for task in list(self._polls):
@@ -190,3 +222,79 @@ class ShardWaiter:
                 await task
             except BaseException:  # noqa: BLE001 - closing
                 pass
+
+
+class HeartbeatBatcher:
+    """Heartbeats of the consumers of one (client, project) made in one loop iteration, sent as one request.
+    Event loop only."""
+
+    def __init__(self, client: "AsyncClient", project: str) -> None:
+        self.client = client
+        self.project = project
+        self.supported: bool | None = None
+        self._probe: asyncio.Future[bool] | None = None
+        self._pending: list[tuple[dict[str, object], asyncio.Future[list[int]]]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        self.stats = {"requests": 0, "beats": 0}
+
+    async def available(self) -> bool:
+        """Whether the endpoint takes batched heartbeats (probed once with an empty batch)."""
+        if self.supported is not None:
+            return self.supported
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._do_probe())
+        try:
+            return await asyncio.shield(self._probe)
+        finally:
+            if self._probe.done() and self._probe.exception() is not None:
+                self._probe = None
+
+    async def _do_probe(self) -> bool:
+        try:
+            await self.client.heartbeats(self.project, [])
+        except E.SLSError as exc:
+            log.info("%s: no batched heartbeats at this endpoint (%s); one Heartbeat per consumer",
+                     self.project, exc.error_code)
+            self.supported = False
+            return False
+        self.supported = True
+        return True
+
+    async def beat(self, logstore: str, group: str, consumer: str, held: list[int], leave: bool = False) -> list[int]:
+        """One consumer's heartbeat, sent with the others of this loop iteration: the shards to hold, or the
+        beat's own error raised."""
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append(({"logstore": logstore, "group": group, "consumer": consumer, "held": held,
+                               "leave": leave}, fut))
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), MAX_BATCH):
+            task = asyncio.create_task(self._send(pending[start:start + MAX_BATCH]), name="sluice-heartbeats")
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _send(self, batch: list[tuple[dict[str, object], "asyncio.Future[list[int]]"]]) -> None:
+        self.stats["requests"] += 1
+        self.stats["beats"] += len(batch)
+        try:
+            results = await self.client.heartbeats(self.project, [item for item, _ in batch])
+            if len(results) != len(batch):
+                raise E.WireError(f"{len(results)} heartbeat results for {len(batch)} beats")
+        except Exception as exc:  # noqa: BLE001 - every beat of the request gets the failure
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), result in zip(batch, results):
+            if fut.done():
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)

@@ -12,9 +12,9 @@ Tasks, all on one event loop (so one process can follow hundreds of logstores on
 
 Connections: against a hub, a shard that caught up does not park a PullLogs of its own; it joins the
 process's wait session (``waiter.py``: one parked request per project and client, however many shards), and
-pulls when the hub says it has data. Short requests (heartbeats, checkpoints, cursors, pulls) of all the
-consumers on one client pass one semaphore, so a heartbeat round of 1,000 consumers does not open 1,000
-connections.
+pulls when the hub says it has data. The consumers' heartbeats of one round go to a hub as one request
+(``waiter.HeartbeatBatcher``). Short requests (checkpoints, cursors, pulls, and heartbeats to SLS) of all the
+consumers on one client pass one semaphore, so 1,000 consumers never open 1,000 connections.
 
 Releasing a shard (revoked, or stopping) cancels the prefetch, lets the current batch finish, writes the
 checkpoint, and only then stops reporting the shard, so the next owner starts exactly where this one
@@ -37,7 +37,7 @@ from ..wire.batch import Batch
 from ..wire.cursor import decode_cursor
 from .config import ConsumerConfig
 from .processor import Handler, HandlerProcessor, Processor, ShardContext
-from .waiter import ShardWaiter, gate_for, waiter_for
+from .waiter import HeartbeatBatcher, ShardWaiter, beats_for, gate_for, waiter_for
 
 __all__ = ["AsyncConsumer", "ByteBudget"]
 
@@ -92,6 +92,7 @@ class AsyncConsumer:
         self._make_processor: Callable[[], Processor] = processor or (lambda: HandlerProcessor(handler))  # type: ignore[arg-type]
         self.budget = budget or ByteBudget(config.max_in_flight_bytes)
         self._gate = gate_for(client)  # short requests of every consumer on this client
+        self._beats: HeartbeatBatcher = beats_for(client, config.project)  # one request per heartbeat round
         self._waiter: ShardWaiter | None = waiter_for(client, config.project, config.long_poll) \
             if config.long_poll else None
         self.shards: dict[int, _Shard] = {}
@@ -173,6 +174,8 @@ class AsyncConsumer:
     # ------------------------------------------------------------------ heartbeats
     async def _send_heartbeat(self, held: list[int], *, leave: bool = False) -> list[int]:
         c = self.config
+        if await self._beats.available():  # a hub: this process's consumers beat in one request
+            return await self._beats.beat(c.logstore, c.group, c.consumer, held, leave)
         headers = {"x-sluice-leave": "1"} if leave else None
         async with self._gate:
             return await self.client.heartbeat(c.project, c.logstore, c.group, c.consumer, held, headers=headers)

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from ..wire import errors as E
-from .api import consumer_groups, logs, logstores, projects, shards, waits
+from .api import consumer_groups, heartbeats, logs, logstores, projects, shards, waits
 from .api.context import ApiContext
 from .api.request import Request
 from .auth import Access
@@ -218,4 +218,6 @@ TABLE = RouteTable([
     Route("GET", _GROUP, "GetCheckPoint", R, consumer_groups.get_checkpoints),
     # sluice's own: one parked request waits on many shards (consumer/waiter.py); SLS answers an error
     Route("POST", "/sluice/wait", "WaitShards", R, waits.wait),
+    # sluice's own: the heartbeats of many consumers of one process in one request (consumer/waiter.py)
+    Route("POST", "/sluice/heartbeats", "Heartbeats", C, heartbeats.heartbeats),
 ])

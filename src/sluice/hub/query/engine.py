@@ -14,7 +14,6 @@ locked configuration. No HTTP, no store: the indexer hands rows in, handlers ask
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -61,11 +60,8 @@ class IndexStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.scratch = path.with_name(path.name + ".scratch")  # the one place DuckDB may read a file from
-        self.scratch.mkdir(exist_ok=True)
         self._lock = threading.Lock()
         self._con = duckdb.connect(str(path), config={"threads": 1, "memory_limit": MEMORY_LIMIT})
-        self._con.execute("SET allowed_directories = [" + _sql_str(str(self.scratch) + "/") + "]")
         self._con.execute("SET enable_external_access = false")
         self._con.execute("SET lock_configuration = true")
         self._con.execute(
@@ -205,7 +201,7 @@ class IndexStore:
             f"CAST(p[3] AS BIGINT), p[4], p[5], p[6], p[7]{typed} FROM (SELECT string_split(r, chr(31)) AS p "
             f"FROM (SELECT UNNEST(string_split($1, chr(30))) AS r))", [text])
 
-    def _insert(self, rows: list[tuple[int, int, dict[str, Any]]], shard_id: int, scratch: Path | None = None) -> None:
+    def _insert(self, rows: list[tuple[int, int, dict[str, Any]]], shard_id: int) -> None:
         """The careful path: one list per column, any dict layout; NUL in keys and values (it separates
         them in ``line``) becomes U+FFFD."""
         keys = list(self._keycols.items())
@@ -352,17 +348,6 @@ def _s(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _expected_nuls(rows: list[tuple[int, int, dict[str, Any]]]) -> int:
-    """NULs the fast path's text holds when no key or value contains one: per log, 2n-1 for n fields and
-    for n tags (0 for none)."""
-    total = 0
-    for _, _, log in rows:
-        nt = sum(1 for k in log if k.startswith("__tag__:"))
-        nf = len(log) - nt - sum(1 for k in _META if k in log)
-        total += (2 * nf - 1 if nf else 0) + (2 * nt - 1 if nt else 0)
-    return total
-
-
 def _cast_col(expr: str, kind: str, nulls: bool = True) -> str:
     """A typed key column from its text; the fast path marks a missing key with \\x02."""
     value = f"NULLIF({expr}, chr(2))" if nulls else expr
@@ -381,10 +366,6 @@ def _pair_value(column: str, key: str) -> str:
 
 def _re_escape(s: str) -> str:
     return "".join("\\" + c if not (c.isalnum() or c == "_" or ord(c) >= 0x80) else c for c in s)
-
-
-def _json_path(key: str) -> str:
-    return "'$.\"" + key.replace("\\", "\\\\").replace('"', '\\"').replace("'", "''") + "\"'"
 
 
 def _cell(v: Any) -> str:

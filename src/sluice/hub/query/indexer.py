@@ -154,7 +154,7 @@ class Indexer:
         path = self.path_for(project, logstore)
         for p in (path, Path(str(path) + ".wal")):
             p.unlink(missing_ok=True)
-        shutil.rmtree(path.with_name(path.name + ".scratch"), ignore_errors=True)
+        shutil.rmtree(path.with_name(path.name + ".scratch"), ignore_errors=True)  # left by earlier builds
 
     def _indexed_logstores(self) -> list[tuple[str, str, IndexSpec, list[Any]]]:
         with self.store.lock:

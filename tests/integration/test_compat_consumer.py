@@ -146,6 +146,17 @@ def test_a_query_the_server_cannot_evaluate_is_refused_at_start(hub: HubProcess,
     assert not worker.is_alive() and rec.seen == []
 
 
+def test_a_setup_failure_raises_the_sdks_log_exception_from_start(hub: HubProcess, project: str,
+                                                                   logstore: str) -> None:
+    from sluice.compat import LogException
+
+    worker = ConsumerWorker(_recorder(), _option(hub, project, logstore, key_id="no-such-key"))
+    with pytest.raises(LogException) as info:
+        worker.start()
+    assert info.value.get_error_code() == "InvalidAccessKeyId" and info.value.get_request_id()
+    assert not worker.is_alive()
+
+
 def test_json_processor_gets_the_sdks_flattened_logs(hub: HubProcess, sdk: Any, project: str, logstore: str) -> None:
     rows = [{"a": str(i), "b": "x" * i} for i in range(5)]
     _put(sdk, project, logstore, rows, topic="json")

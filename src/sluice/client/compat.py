@@ -97,7 +97,8 @@ class UnsupportedCall(AttributeError):
     """An SDK call sluice's LogClient does not cover (use ``aliyun.log.LogClient`` for it)."""
 
 
-def _as_log_exception(exc: BaseException) -> LogException:
+def as_log_exception(exc: BaseException) -> LogException:
+    """A sluice error as the SDK's LogException (server errors keep code, message, request id, status)."""
     if isinstance(exc, E.SLSError):
         return LogException(exc.error_code, str(exc), exc.request_id or "", exc.http_status)
     return LogException("LogRequestError", str(exc), "", -1)
@@ -655,7 +656,7 @@ class LogClient:
             self._shared_used = True
             return asyncio.run_coroutine_threadsafe(call(self._client), _Loop.get()).result()
         except E.SluiceError as exc:
-            raise _as_log_exception(exc) from None
+            raise as_log_exception(exc) from None
 
     def _request(self, method: str, resource: str, project: str | None, params: Iterable[tuple[str, str]] = (),
                  body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None) -> Any:

@@ -33,7 +33,7 @@ from ..wire.batch import Batch
 from .config import ConsumerConfig
 from .memory import tune_allocator
 from .processor import Processor, ShardContext
-from ..client.compat import sdk_time
+from ..client.compat import as_log_exception, sdk_time
 from ..client.sdkobjects import SDKLogGroupList, flatten
 from .worker import AsyncConsumer
 
@@ -409,6 +409,8 @@ class ConsumerWorker(threading.Thread):
         super().start()
         self._ready.wait()
         if self.error is not None and not self.is_alive():
+            if isinstance(self.error, (E.SLSError, E.TransportError)):  # as the SDK's constructor raises them
+                raise as_log_exception(self.error) from self.error
             raise self.error
         if join:
             try:

@@ -11,6 +11,7 @@ logical monitor however many processes run the job.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Any
@@ -20,7 +21,7 @@ from ...consumer import AsyncConsumer, ConsumerConfig, Processor, ShardContext
 from ...consumer.config import parse_start
 from ...wire.batch import Batch
 from ...wire.cursor import decode_cursor
-from ...wire.errors import ConfigError, SLSError
+from ...wire.errors import ConfigError, LogStoreNotExist, SLSError
 from ..config import JobConfig
 from .alerters import build_alerter
 from .outbox import Outbox
@@ -151,6 +152,19 @@ class MonitorRuntime:
             self.state_client, cfg,
             processor=lambda: EvaluatorProcessor(self.spec, c.group, self.writer, self._outbox, self.sources,
                                                  self.counters, self._on_state))
+        for attempt in range(30):  # SLS: a logstore just created takes a few seconds to accept consumer groups
+            try:
+                await self.state_client.create_consumer_group(self.state_project, self.state_logstore, c.group,
+                                                              cfg.group_timeout)
+                break
+            except LogStoreNotExist:
+                if attempt == 29:
+                    raise
+                await asyncio.sleep(1.0)
+            except SLSError as exc:
+                if exc.error_code != "ConsumerGroupAlreadyExist":
+                    raise
+                break
         await self.consumer.start()
 
     async def stop_evaluator(self) -> None:

@@ -234,3 +234,22 @@ def test_invalid_records_are_skipped() -> None:
                            ("p", json.dumps({"src": SRC, "shard": 0, "start": 0, "next": 1, "e": [[1]]}))):
             p._apply(0, kind, text)
     asyncio.run(main())
+
+
+def test_open_keys_per_rule_are_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A group_by field with ever new values cannot grow the evaluator without bound: past MAX_OPEN_KEYS keys
+    with open windows, matches of new keys are dropped and counted; closed windows free their keys."""
+    import sluice.pipelines.monitor.windows as w
+    monkeypatch.setattr(w, "MAX_OPEN_KEYS", 3)
+    spec = _spec({"threshold": 5, "window": 10, "sliding": False, "dedup": 0})
+    ev = Evaluator(spec, "g")
+    ev.apply_shards({"shards": {SRC: [0]}})
+    e = [[0, f"h{k}", T0, k, 1, float(T0), float(T0), []] for k in range(5)]
+    ev.apply_partial({"src": SRC, "shard": 0, "start": 0, "next": 5, "wm": T0, "e": e})
+    assert ev.overflow == 2 and len(ev.buckets) == 3
+    restored = Evaluator.from_json(spec, "g", json.loads(json.dumps(ev.to_json())))
+    assert restored._keys == ev._keys and restored.overflow == 2
+    ev.apply_idle({"t": T0 + 100, "s": [[SRC, 0]]})  # every window closes: the keys are free again
+    e2 = [[0, f"x{k}", T0 + 100, k, 1, float(T0 + 100), float(T0 + 100), []] for k in range(3)]
+    ev.apply_partial({"src": SRC, "shard": 0, "start": 5, "next": 8, "wm": T0 + 100, "e": e2})
+    assert ev.overflow == 2 and len(ev.buckets) == 3

@@ -36,7 +36,7 @@ from ...wire.batch import Batch
 from ...wire.cursor import decode_cursor
 from ..config import Monitor
 from .outbox import Outbox
-from .windows import Evaluator
+from .windows import MAX_OPEN_KEYS, Evaluator
 
 __all__ = ["StateWriter", "EvaluatorProcessor", "default_state_logstore", "encode_records", "read_records"]
 
@@ -277,7 +277,7 @@ class EvaluatorProcessor(Processor):
         self._last_snapshot = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._delivering = False
-        self._late_logged = 0
+        self._late_logged = self._overflow_logged = 0
         self._late_at = -10.0
 
     async def initialize(self, ctx: ShardContext) -> None:
@@ -344,6 +344,10 @@ class EvaluatorProcessor(Processor):
             log.warning("monitor: %d late match(es) dropped so far (their window had closed: older than the "
                         "watermark by more than the allowed lateness of %gs)", ev.late, self.spec.lateness)
             self._late_logged, self._late_at = ev.late, time.monotonic()
+        if ev.overflow > self._overflow_logged and time.monotonic() - self._late_at >= 10:
+            log.warning("monitor: %d match(es) dropped so far: their rule already had %d keys (group_by values) "
+                        "with open windows", ev.overflow, MAX_OPEN_KEYS)
+            self._overflow_logged, self._late_at = ev.overflow, time.monotonic()
         for alert in fired:
             self.counters["alerts"] = self.counters.get("alerts", 0) + 1
             outbox.add(alert)

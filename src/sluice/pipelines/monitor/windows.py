@@ -33,6 +33,7 @@ from ..config import Monitor
 __all__ = ["Evaluator", "alert_id", "NEG_INF"]
 
 NEG_INF = -math.inf
+MAX_OPEN_KEYS = 100_000  # per rule: group_by values with open windows; matches of further keys are dropped
 
 
 def alert_id(group: str, rule: str, key: str, window_start: int) -> str:
@@ -64,6 +65,8 @@ class Evaluator:
         self.applied: dict[str, int] = {}  # "src|shard" -> next group sequence number not yet applied
         self.shards: dict[str, list[int]] = {}  # src -> read-write shards (from "shards" records)
         self.late = 0
+        self.overflow = 0  # matches dropped because their rule had MAX_OPEN_KEYS keys with open windows
+        self._keys: dict[int, dict[str, int]] = {}  # rule -> key -> open buckets
         self._watermark = NEG_INF
 
     # ------------------------------------------------------------------ watermark
@@ -100,6 +103,11 @@ class Evaluator:
                 continue
             b = self.buckets.get((r, key, bucket))
             if b is None:
+                keys = self._keys.setdefault(r, {})
+                if key not in keys and len(keys) >= MAX_OPEN_KEYS:
+                    self.overflow += n
+                    continue
+                keys[key] = keys.get(key, 0) + 1
                 b = self.buckets[(r, key, bucket)] = [0, tmin, tmax, []]
             b[0] += n
             b[1] = min(b[1], tmin)
@@ -189,6 +197,10 @@ class Evaluator:
         lat = self.lateness
         for k in [k for k in self.buckets if w >= k[2] + self.rules[k[0]].window + lat]:
             del self.buckets[k]
+            keys = self._keys.get(k[0], {})
+            keys[k[1]] = keys.get(k[1], 1) - 1
+            if keys[k[1]] <= 0:
+                del keys[k[1]]
         for k in [k for k in self.decided if w >= k[2] + self.rules[k[0]].window + lat]:
             del self.decided[k]
         for k in [k for k, s in self.last_fired.items()
@@ -202,7 +214,8 @@ class Evaluator:
                 "crossed": [[r, k, s, a] for (r, k), ws in self.crossed.items() for s, a in ws.items()],
                 "decided": [[r, k, s, f] for (r, k, s), f in self.decided.items()],
                 "last_fired": [[r, k, s] for (r, k), s in self.last_fired.items()],
-                "wm": self.wm, "applied": self.applied, "shards": self.shards, "late": self.late}
+                "wm": self.wm, "applied": self.applied, "shards": self.shards, "late": self.late,
+                "overflow": self.overflow}
 
     @classmethod
     def from_json(cls, spec: Monitor, group: str, data: dict[str, Any]) -> "Evaluator":
@@ -219,5 +232,9 @@ class Evaluator:
         ev.applied = {k: int(v) for k, v in data.get("applied", {}).items()}
         ev.shards = {k: list(v) for k, v in data.get("shards", {}).items()}
         ev.late = int(data.get("late", 0))
+        ev.overflow = int(data.get("overflow", 0))
+        for r, k, _ in ev.buckets:
+            keys = ev._keys.setdefault(r, {})
+            keys[k] = keys.get(k, 0) + 1
         ev._recompute_watermark()
         return ev

@@ -68,6 +68,7 @@ class Evaluator:
         self.overflow = 0  # matches dropped because their rule had MAX_OPEN_KEYS keys with open windows
         self._keys: dict[int, dict[str, int]] = {}  # rule -> key -> open buckets
         self._watermark = NEG_INF
+        self._collected = NEG_INF
 
     # ------------------------------------------------------------------ watermark
     def watermark(self) -> float:
@@ -192,8 +193,9 @@ class Evaluator:
     def _collect(self) -> None:
         """Forget what no future record can change: closed buckets and windows, stale dedup marks."""
         w = self._watermark
-        if w == NEG_INF:
+        if w == NEG_INF or w < self._collected + 1.0:  # a pass over the state at most per second of log time
             return
+        self._collected = w
         lat = self.lateness
         for k in [k for k in self.buckets if w >= k[2] + self.rules[k[0]].window + lat]:
             del self.buckets[k]

@@ -201,6 +201,17 @@ async def index_lag(b: Bench, rate_mb: float, seconds: float, ls: str = "lag") -
             "p50_s": percentile(values, 50), "p99_s": percentile(values, 99), "max_s": max(values)}
 
 
+async def lag_rows(b: Bench, args: argparse.Namespace, rows: list[dict[str, object]]) -> dict[str, float]:
+    rates = [2.0] if args.quick else [float(r) for r in str(args.lag_rate).split(",")]
+    lag: dict[str, float] = {}
+    for k, rate in enumerate(rates):
+        lag = await index_lag(b, rate, args.lag_seconds if not args.quick else 2, f"lag{k}")
+        rows.append({"test": f"index lag at {lag['achieved_mb_per_s']:.1f} MB/s", "markers": lag["markers"],
+                     "p50_s": lag["p50_s"], "p99_s": lag["p99_s"], "max_s": lag["max_s"],
+                     "helper": os.environ.get("SLUICE_INDEX_HELPER", "1") != "0", "target": "p99 < 2 s at 20 MB/s"})
+    return lag
+
+
 async def timed(fn, runs: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
     times, last = [], None
     for _ in range(runs):
@@ -238,7 +249,28 @@ async def pull_all(b: Bench, ls: str, shards: int, query: str | None) -> dict[st
             "mb_per_cpu_s": raw / MB / cpu if cpu else 0.0}
 
 
+async def lag_only(args: argparse.Namespace) -> None:
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-query-") as tmp:
+        hub = HubProcess(Path(tmp) / "data", host="127.0.0.1", port=free_port())
+        hub.start()
+        t = Transport(hub.url, Credentials(hub.access_key_id, hub.access_key_secret), timeout=300)
+        try:
+            await t.request("POST", "/", project="bench", headers=JSON,
+                            body=b'{"projectName": "bench", "description": ""}')
+            await lag_rows(Bench(t, hub), args, rows)
+        finally:
+            await t.aclose()
+            hub.close()
+    helper = "on" if os.environ.get("SLUICE_INDEX_HELPER", "1") != "0" else "off"
+    report("query", rows, summary="index lag only (helper " + helper + "): " + ", ".join(
+        f"p99 {r['p99_s']:.2f} s at {str(r['test']).split(' at ')[1]}" for r in rows), extra={"lag_only": True})
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    if args.lag_only:
+        await lag_only(args)
+        return
     n_logs = 20_000 if args.quick else int(LOGS_AT_SCALE_1 * args.scale)
     per_group = 4096 if not args.quick else 1024
     distinct = min(64, max(1, n_logs // per_group))
@@ -303,12 +335,7 @@ async def main_async(args: argparse.Namespace) -> None:
             rows.append({"test": "PullLogs, SPL where", "raw_MB": spl["raw_mb"], "out_MB": spl["out_mb"],
                          "hub_cpu_s": spl["hub_cpu_s"], "MB_per_cpu_s": spl["mb_per_cpu_s"],
                          "target": ">= 200 MB/s per core"})
-            rates = [2.0] if args.quick else [float(r) for r in str(args.lag_rate).split(",")]
-            for k, rate in enumerate(rates):
-                lag = await index_lag(b, rate, args.lag_seconds if not args.quick else 2, f"lag{k}")
-                rows.append({"test": f"index lag at {lag['achieved_mb_per_s']:.1f} MB/s", "markers": lag["markers"],
-                             "p50_s": lag["p50_s"], "p99_s": lag["p99_s"], "max_s": lag["max_s"],
-                             "target": "p99 < 2 s at 20 MB/s"})
+            lag = await lag_rows(b, args, rows)
             index_bytes = sum(p.stat().st_size for p in (Path(tmp) / "data" / "index" / "bench").glob("indexed.duckdb*")
                               if p.is_file())  # the file and its WAL (the scratch dir holds one batch at most)
             rows.append({"test": "index size / raw size", "raw_MB": ing["indexed"]["raw_mb"],
@@ -338,6 +365,8 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--lag-rate", default="5,10,20", help="MB/s of raw PutLogs during the lag test (comma list)")
     p.add_argument("--lag-seconds", type=float, default=10.0)
+    p.add_argument("--lag-only", action="store_true", help="only the index lag test (SLUICE_INDEX_HELPER=0 to "
+                                                             "index in the hub process)")
     asyncio.run(main_async(p.parse_args()))
 
 

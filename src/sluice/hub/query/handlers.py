@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import os
 import time
 from concurrent.futures import Executor
 from pathlib import Path
@@ -45,7 +46,9 @@ class QueryService:
     def __init__(self, store: Any, index_root: Path, executor: Executor, max_pull_bytes: int) -> None:
         self.store = store
         self.executor = executor
-        self.indexer = Indexer(store, index_root, max_pull_bytes, helper=True)
+        # SLUICE_INDEX_HELPER=0 keeps indexing in the hub process (bench/query.py compares both)
+        helper = os.environ.get("SLUICE_INDEX_HELPER", "1") != "0"
+        self.indexer = Indexer(store, index_root, max_pull_bytes, helper=helper)
 
     def start(self) -> None:
         self.indexer.start()

@@ -13,6 +13,7 @@ per-shard and per-group state, thousands of series on a big hub, are written dir
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Mapping
@@ -58,7 +59,20 @@ class HubMetrics:
         return await asyncio.get_running_loop().run_in_executor(executor, self.render_text, members)
 
     def render_text(self, members: Mapping[GroupKey, int]) -> bytes:
-        """Any thread: the whole text, given the live consumers per group."""
+        """Any thread: the whole text, given the live consumers per group.
+
+        The cyclic garbage collector is paused meanwhile: the text is ~60,000 short-lived strings and tuples
+        at 10,000 shards (freed by reference counting, no cycles), and their allocations triggered full
+        collections over the whole hub's objects, which doubled or tripled a scrape's CPU (70-180 ms vs ~30)."""
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._text(members)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _text(self, members: Mapping[GroupKey, int]) -> bytes:
         parts = [generate_latest(self.registry).decode(),
                  counter_text("sluice_hub_logs_written", "Logs accepted by PutLogs", self.logs_in, _LS,
                               self._heads["logs"]),

@@ -38,6 +38,13 @@ def _pause() -> None:
     time.sleep(_PAUSE)
 
 
+def _read(value: Any) -> float:
+    """A counter child's number. prometheus-client's MutexValue keeps it in ``_value``: read without taking
+    its lock (one attribute read is atomic under the GIL; the lock cost more than the rest of the line)."""
+    number = getattr(value, "_value", None)
+    return float(number) if isinstance(number, (int, float)) else float(value.get())
+
+
 def escape_label(value: str) -> str:
     """A label value as the text format needs it (names the hub accepts never need it; keys may)."""
     if "\\" in value or '"' in value or "\n" in value:
@@ -61,7 +68,7 @@ def counter_text(name: str, help_text: str, counter: Any, labelnames: tuple[str,
         if head is None:
             labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(labelnames, values))
             head = heads[values] = f"{name}_total{{{labels}}} "
-        lines.append(f"{head}{child._value.get()!r}\n")
+        lines.append(f"{head}{_read(child._value)!r}\n")
     return "".join(lines)
 
 
@@ -85,8 +92,7 @@ def take_state(store: Any) -> StateSnapshot:
             continue
         groups.setdefault((project, name), []).append((group, {sid: cp.seq for sid, cp in checkpoints.items()}))
     for project, name in store.logstore_keys():  # a logstore with no shard left still has its groups gauge
-        shards = sorted(by_logstore.get((project, name), ()))
-        out.append((project, name, shards, sorted(groups.get((project, name), []))))
+        out.append((project, name, by_logstore.get((project, name), []), groups.get((project, name), [])))
     return out
 
 

@@ -60,25 +60,32 @@ class Route:
     select: Mapping[str, str] = field(default_factory=dict)
     when: Callable[[Request], bool] | None = None
     project: str = "exists"
-    segments: tuple[tuple[str, str | None], ...] = field(init=False, repr=False, compare=False)
+    # compiled from ``path`` once (matching runs per request, so it only compares strings):
+    size: int = field(init=False, repr=False, compare=False)  # number of segments
+    literals: int = field(init=False, repr=False, compare=False)  # how many are literal
+    checks: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)  # (position, literal)
+    captures: tuple[tuple[int, str, str], ...] = field(init=False, repr=False, compare=False)  # (pos, name, conv)
 
     def __post_init__(self) -> None:
-        segs: list[tuple[str, str | None]] = []
-        for part in (p for p in self.path.split("/") if p):
+        checks, captures = [], []
+        parts = [p for p in self.path.split("/") if p]
+        for i, part in enumerate(parts):
             if part.startswith("{") and part.endswith("}"):
                 name, _, conv = part[1:-1].partition(":")
-                segs.append((name, conv or "str"))
+                captures.append((i, name, conv or "str"))
             else:
-                segs.append((part, None))
-        object.__setattr__(self, "segments", tuple(segs))
-
-    @property
-    def literals(self) -> int:
-        return sum(1 for _, conv in self.segments if conv is None)
+                checks.append((i, part))
+        for name, value in (("size", len(parts)), ("literals", len(checks)), ("checks", tuple(checks)),
+                            ("captures", tuple(captures))):
+            object.__setattr__(self, name, value)
 
     def shape_matches(self, parts: list[str]) -> bool:
-        return len(parts) == len(self.segments) and all(
-            conv is not None or part == lit for part, (lit, conv) in zip(parts, self.segments))
+        if len(parts) != self.size:
+            return False
+        for i, lit in self.checks:
+            if parts[i] != lit:
+                return False
+        return True
 
     def selected(self, req: Request) -> bool:
         for key, want in self.select.items():
@@ -88,14 +95,17 @@ class Route:
         return self.when is None or self.when(req)
 
 
-@dataclass(frozen=True)
 class Match:
     """The outcome of routing one request: the entry (None if none takes it), its path arguments, and the
-    error to answer instead of running a handler (raised only after the access decision, as before)."""
+    error to answer instead of running a handler (raised only after the access decision, as before).
+    A plain slotted class: one is made per request."""
 
-    route: Route | None
-    args: dict[str, Any]
-    error: E.SLSError | None = None
+    __slots__ = ("route", "args", "error")
+
+    def __init__(self, route: Route | None, args: dict[str, Any], error: E.SLSError | None = None) -> None:
+        self.route = route
+        self.args = args
+        self.error = error
 
     @property
     def api(self) -> str:
@@ -108,21 +118,21 @@ class Match:
 
 def _convert(route: Route, parts: list[str]) -> dict[str, Any]:
     args: dict[str, Any] = {}
-    for part, (name, conv) in zip(parts, route.segments):
+    for i, name, conv in route.captures:
         if conv == "int":
             try:
-                args[name] = int(part)
+                args[name] = int(parts[i])
             except ValueError:
-                raise E.ShardNotExist(f"{name} {part!r} does not exist") from None
-        elif conv is not None:
-            args[name] = part
+                raise E.ShardNotExist(f"{name} {parts[i]!r} does not exist") from None
+        else:
+            args[name] = parts[i]
     return args
 
 
 class RouteTable:
     def __init__(self, routes: list[Route]) -> None:
         self.routes: list[Route] = []
-        self._ordered: list[Route] = []
+        self._by_shape: dict[tuple[int, str], list[Route]] = {}  # (segments, method) -> entries in matching order
         for r in routes:
             self.add(r)
 
@@ -130,7 +140,8 @@ class RouteTable:
         """Add an entry. Most literal segments first, then entries with a selector before the fallback
         without one; otherwise in the order added (an earlier entry wins a tie)."""
         self.routes.append(route)
-        self._ordered = sorted(self.routes, key=lambda r: (-r.literals, not (r.select or r.when)))
+        same = [r for r in self.routes if (r.size, r.method) == (route.size, route.method)]
+        self._by_shape[(route.size, route.method)] = sorted(same, key=lambda r: (-r.literals, not (r.select or r.when)))
 
     def apis(self, access: Access) -> frozenset[str]:
         """The API names of one access class (what docs and tests list)."""
@@ -138,11 +149,8 @@ class RouteTable:
 
     def match(self, req: Request) -> Match:
         parts = req.parts
-        shaped = [r for r in self._ordered if r.shape_matches(parts)]
-        if not shaped:
-            return Match(None, {}, E.RouteNotFound(f"no API at {req.method} {req.path}"))
-        candidates = [r for r in shaped if r.method == req.method]
-        if not candidates:
+        candidates = [r for r in self._by_shape.get((len(parts), req.method), ()) if r.shape_matches(parts)]
+        if not candidates:  # no such path, or none for this method: the same answer
             return Match(None, {}, E.RouteNotFound(f"no API at {req.method} {req.path}"))
         top = candidates[0].literals
         candidates = [r for r in candidates if r.literals == top]

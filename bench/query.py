@@ -208,7 +208,7 @@ async def lag_rows(b: Bench, args: argparse.Namespace, rows: list[dict[str, obje
         lag = await index_lag(b, rate, args.lag_seconds if not args.quick else 2, f"lag{k}")
         rows.append({"test": f"index lag at {lag['achieved_mb_per_s']:.1f} MB/s", "markers": lag["markers"],
                      "p50_s": lag["p50_s"], "p99_s": lag["p99_s"], "max_s": lag["max_s"],
-                     "helper": os.environ.get("SLUICE_INDEX_HELPER", "1") != "0", "target": "p99 < 2 s at 20 MB/s"})
+                     "helper": os.environ.get("SLUICE_INDEX_HELPER", "0") == "1", "target": "p99 < 2 s at 20 MB/s"})
     return lag
 
 
@@ -262,7 +262,7 @@ async def lag_only(args: argparse.Namespace) -> None:
         finally:
             await t.aclose()
             hub.close()
-    helper = "on" if os.environ.get("SLUICE_INDEX_HELPER", "1") != "0" else "off"
+    helper = "on" if os.environ.get("SLUICE_INDEX_HELPER", "0") == "1" else "off"
     report("query", rows, summary="index lag only (helper " + helper + "): " + ", ".join(
         f"p99 {r['p99_s']:.2f} s at {str(r['test']).split(' at ')[1]}" for r in rows), extra={"lag_only": True})
 
@@ -365,8 +365,8 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--lag-rate", default="5,10,20", help="MB/s of raw PutLogs during the lag test (comma list)")
     p.add_argument("--lag-seconds", type=float, default=10.0)
-    p.add_argument("--lag-only", action="store_true", help="only the index lag test (SLUICE_INDEX_HELPER=0 to "
-                                                             "index in the hub process)")
+    p.add_argument("--lag-only", action="store_true", help="only the index lag test (SLUICE_INDEX_HELPER=1 to "
+                                                             "decode in a helper process)")
     asyncio.run(main_async(p.parse_args()))
 
 

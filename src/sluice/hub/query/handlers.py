@@ -46,8 +46,9 @@ class QueryService:
     def __init__(self, store: Any, index_root: Path, executor: Executor, max_pull_bytes: int) -> None:
         self.store = store
         self.executor = executor
-        # SLUICE_INDEX_HELPER=0 keeps indexing in the hub process (bench/query.py compares both)
-        helper = os.environ.get("SLUICE_INDEX_HELPER", "1") != "0"
+        # SLUICE_INDEX_HELPER=1 moves decoding to a helper process; off by default: on the 2-core bench machine
+        # it did not lower index lag or raise catch-up throughput (bench/query.py --lag-only compares both)
+        helper = os.environ.get("SLUICE_INDEX_HELPER", "0") == "1"
         self.indexer = Indexer(store, index_root, max_pull_bytes, helper=helper)
 
     def start(self) -> None:

@@ -603,14 +603,13 @@ class LogClient:
         with self._lock:
             loops, self._loops = self._loops, []
             shared_used, self._shared_used = self._shared_used, False
-        for loop, client in loops:
-            if loop.is_closed():
-                continue
-            try:
-                loop.run_until_complete(client.aclose())
-                loop.close()
-            except RuntimeError:  # that loop runs right now (closed from inside a call): leave it
-                pass
+        if loops:
+            if asyncio._get_running_loop() is None:
+                _close_loops(loops)
+            else:  # called (or collected) inside a running loop: this thread cannot run another one
+                t = threading.Thread(target=_close_loops, args=(loops,), name="sluice-logclient-close")
+                t.start()
+                t.join(10)
         if shared_used:
             try:
                 asyncio.run_coroutine_threadsafe(self._client.aclose(), _Loop.get()).result(10)
@@ -921,6 +920,18 @@ class LogClient:
         data, headers = self._json("POST", self._cg(logstore, consumer_group), project,
                                    [("type", "heartbeat"), ("consumer", consumer)], body=list(shards or []))
         return ConsumerGroupHeartBeatResponse([int(s) for s in data], headers)
+
+
+def _close_loops(loops: list[tuple[asyncio.AbstractEventLoop, AsyncClient]]) -> None:
+    """Close per-thread clients and their loops (on a thread that runs no loop)."""
+    for loop, client in loops:
+        if loop.is_closed() or loop.is_running():
+            continue  # a loop running right now (a call in progress on its thread) is left alone
+        try:
+            loop.run_until_complete(client.aclose())
+            loop.close()
+        except RuntimeError:
+            pass
 
 
 def _host_ip(project: str, host: str) -> str:

@@ -44,6 +44,9 @@ class Source(_Model):
     access_key_id: str = ""
     access_key_secret: str = ""
     security_token: str | None = None
+    # keys that rotate: a JSON/YAML file (STS's AccessKeyId/AccessKeySecret/SecurityToken) kept current by
+    # something else; read at start and again when a request fails authentication (pipelines/clients.py)
+    credentials_file: str | None = None
     project: str
     logstores: list[str] = Field(min_length=1)
     # https endpoints: the certificate is verified against the system store (or SSL_CERT_FILE) unless a
@@ -67,6 +70,7 @@ class Target(_Model):
     endpoint: str | None = None
     access_key_id: str | None = None
     access_key_secret: str | None = None
+    credentials_file: str | None = None  # default: the source's, when the target uses the source's keys
     ca_bundle: str | None = None  # default: the source's, when the target is on the source's endpoint
     tls_verify: bool | None = None
 

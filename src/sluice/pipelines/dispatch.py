@@ -39,6 +39,7 @@ class TargetKey:
     ca_bundle: str | None = None
     tls_verify: bool = True
     security_token: str | None = None  # the source's, when the target writes with the source's keys
+    credentials_file: str | None = None  # likewise (keys that rotate: pipelines/clients.py)
 
     def __str__(self) -> str:
         return f"{self.endpoint}/{self.project}/{self.logstore}"
@@ -52,7 +53,9 @@ def resolve_target(target: Target, source: Source) -> TargetKey:
                      target.access_key_id if target.access_key_id is not None else source.access_key_id,
                      target.access_key_secret if target.access_key_secret is not None else source.access_key_secret,
                      target.project or source.project, target.logstore, ca_bundle, tls_verify,
-                     source.security_token if target.access_key_id is None and same_endpoint else None)
+                     source.security_token if target.access_key_id is None and same_endpoint else None,
+                     target.credentials_file or (source.credentials_file if target.access_key_id is None
+                                                 and same_endpoint else None))
 
 
 class _CompiledMatch:
@@ -138,7 +141,7 @@ class DispatchProcessor(Processor):
     async def _write(self, target: TargetKey, groups: list[Buffer]) -> None:
         client: AsyncClient = self.clients.get(target.endpoint, target.access_key_id, target.access_key_secret,
                                                target.security_token, ca_bundle=target.ca_bundle,
-                                               tls_verify=target.tls_verify)
+                                               tls_verify=target.tls_verify, credentials_file=target.credentials_file)
         # in order, per target; consecutive groups with the same header share a request (wire/pack.py)
         await client.put_log_groups(target.project, target.logstore, groups)
         self.counters["groups_out"] = self.counters.get("groups_out", 0) + len(groups)

@@ -63,19 +63,21 @@ class Job:
     async def check(self) -> None:
         """Fail fast and clearly on bad credentials or a missing project/logstore, for every source and
         every dispatch target (a missing target would otherwise be retried forever)."""
-        checks: list[tuple[str, str, str, str, str, str | None, str | None, bool]] = []
+        checks: list[tuple[str, str, str, str, str, str | None, str | None, bool, str | None]] = []
         for src in self.config.sources:
             for ls in src.logstores:
                 checks.append(("source", src.endpoint, src.access_key_id, src.access_key_secret, f"{src.project}/{ls}",
-                               src.security_token, src.ca_bundle, src.tls_verify))
+                               src.security_token, src.ca_bundle, src.tls_verify, src.credentials_file))
             if self.config.dispatch is not None:
                 router = Router(self.config.dispatch, src)
                 targets = [t for _, t in router.routes] + ([router.default] if router.default else [])
                 for t in targets:
                     checks.append(("target", t.endpoint, t.access_key_id, t.access_key_secret,
-                                   f"{t.project}/{t.logstore}", None, t.ca_bundle, t.tls_verify))
-        for kind, endpoint, key_id, secret, where, token, ca_bundle, tls_verify in dict.fromkeys(checks):
-            client = self.clients.get(endpoint, key_id, secret, token, ca_bundle=ca_bundle, tls_verify=tls_verify)
+                                   f"{t.project}/{t.logstore}", t.security_token, t.ca_bundle, t.tls_verify,
+                                   t.credentials_file))
+        for kind, endpoint, key_id, secret, where, token, ca_bundle, tls_verify, cfile in dict.fromkeys(checks):
+            client = self.clients.get(endpoint, key_id, secret, token, ca_bundle=ca_bundle, tls_verify=tls_verify,
+                                      credentials_file=cfile)
             project, logstore = where.split("/", 1)
             try:
                 await client.get_logstore(project, logstore)
@@ -97,7 +99,8 @@ class Job:
             await self.monitor.start()
         for src in c.sources:
             client = self.clients.get(src.endpoint, src.access_key_id, src.access_key_secret, src.security_token,
-                                      ca_bundle=src.ca_bundle, tls_verify=src.tls_verify)
+                                      ca_bundle=src.ca_bundle, tls_verify=src.tls_verify,
+                                      credentials_file=src.credentials_file)
             for ls in src.logstores:
                 make: Callable[[], Processor]
                 if c.dispatch is not None:

@@ -89,7 +89,8 @@ class MonitorRuntime:
         src0 = config.sources[0]
         self.state_client: AsyncClient = clients.get(src0.endpoint, src0.access_key_id, src0.access_key_secret,
                                                      src0.security_token, ca_bundle=src0.ca_bundle,
-                                                     tls_verify=src0.tls_verify)
+                                                     tls_verify=src0.tls_verify,
+                                                     credentials_file=src0.credentials_file)
         st = self.spec.state
         self.state_project = st.project or src0.project
         self.state_logstore = st.logstore or default_state_logstore(config.group)
@@ -98,7 +99,8 @@ class MonitorRuntime:
         self.sources: dict[str, tuple[AsyncClient, str, str]] = {}
         for src in config.sources:
             client = clients.get(src.endpoint, src.access_key_id, src.access_key_secret, src.security_token,
-                                 ca_bundle=src.ca_bundle, tls_verify=src.tls_verify)
+                                 ca_bundle=src.ca_bundle, tls_verify=src.tls_verify,
+                                 credentials_file=src.credentials_file)
             for ls in src.logstores:
                 self.sources[self.source_id(client, src.project, ls)] = (client, src.project, ls)
         self.stats: dict[str, dict[str, int]] = {"sent": {}, "failed": {}, "attempts_failed": {}}

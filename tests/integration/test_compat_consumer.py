@@ -157,6 +157,18 @@ def test_a_setup_failure_raises_the_sdks_log_exception_from_start(hub: HubProces
     assert not worker.is_alive()
 
 
+def test_cursor_end_time_end_consumes_what_is_there_and_stops(hub: HubProcess, sdk: Any, project: str,
+                                                               logstore: str) -> None:
+    _put(sdk, project, logstore, [{"i": str(i)} for i in range(7)])
+    rec = _recorder()
+    worker = ConsumerWorker(rec, _option(hub, project, logstore, cursor_end_time="end"))
+    t = threading.Thread(target=worker.start, kwargs={"join": True})
+    t.start()
+    t.join(30)
+    assert not t.is_alive() and not worker.is_alive(), "the bounded consumer did not stop by itself"
+    assert sorted(d["i"] for d in rec.seen) == [str(i) for i in range(7)]
+
+
 def test_json_processor_gets_the_sdks_flattened_logs(hub: HubProcess, sdk: Any, project: str, logstore: str) -> None:
     rows = [{"a": str(i), "b": "x" * i} for i in range(5)]
     _put(sdk, project, logstore, rows, topic="json")

@@ -116,3 +116,19 @@ def test_helper_process_builds_the_same_index(tmp_path: Path, store: SQLiteStore
             indexer._helper.shutdown()
         for idx in list(indexer._indexes.values()):
             idx.close()
+
+
+def test_a_deleted_shard_leaves_the_index(tmp_path: Path, store: SQLiteStore) -> None:
+    now = int(time.time())
+    for sid in (0, 1):
+        _wait(store.append(store.get_shard("proj", "web", sid), _group([200], now), 1))
+    indexer = Indexer(store, tmp_path / "index")
+    while indexer.run_pass():
+        pass
+    assert _count(indexer, "*") == 2
+    _wait(store.split_shard("proj", "web", 0, (1 << 126)))  # shard 0 becomes readonly
+    _wait(store.delete_shard("proj", "web", 0))
+    indexer.run_pass()
+    assert _count(indexer, "*") == 1
+    for idx in list(indexer._indexes.values()):
+        idx.close()

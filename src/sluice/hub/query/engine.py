@@ -238,11 +238,19 @@ class IndexStore:
             self._con.execute("COMMIT")
             return int(n[0]) if n else 0
 
-    def forget_shard(self, uid: int, shard_id: int) -> None:
+    def forget_shards(self, keep: set[int]) -> int:
+        """Drop the rows and progress of shards not in ``keep`` (uids): DeleteShard removed their data."""
         with self._lock:
-            if not self.closed:
-                self._con.execute("DELETE FROM logs WHERE shard = ?", [shard_id])
+            if self.closed:
+                return 0
+            gone = [(uid, sid) for uid, sid in self._con.execute("SELECT uid, shard FROM progress").fetchall()
+                    if uid not in keep]
+            for uid, sid in gone:
+                self._con.execute("BEGIN")
+                self._con.execute("DELETE FROM logs WHERE shard = ?", [sid])
                 self._con.execute("DELETE FROM progress WHERE uid = ?", [uid])
+                self._con.execute("COMMIT")
+            return len(gone)
 
     # ------------------------------------------------------------------ reading
     def _cursor(self) -> Any:

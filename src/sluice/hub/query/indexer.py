@@ -182,6 +182,8 @@ class Indexer:
             idx = self.index_for(project, name)
             idx.ensure_keys(spec)
             progress = idx.progress()
+            if any(uid not in {s.uid for s in shards} for uid in progress):
+                idx.forget_shards({s.uid for s in shards})
             for shard in shards:
                 done = progress.get(shard.uid, 0)
                 if shard.begin_seq > 0:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ SNAPSHOT_INTERVAL = 2.0  # seconds between evaluator snapshots (and state checkp
 IDLE_SNAPSHOT_INTERVAL = 30.0  # ... while only idle-shard watermarks arrive
 FLUSH_INTERVAL = 0.2  # queued records (watermarks, idle shards, delivery marks) are written within this
 IDLE_AFTER = 1.0  # a held shard not processed for this long is checked for being caught up
+IDLE_RECHECK = 2.0  # ... and checked again after this long
 MAX_ENTRIES_PER_RECORD = 2000
 MAX_PUT_BYTES = 2 << 20  # one PutLogs of state records carries at most this much JSON
 SHARD_LIST_INTERVAL = 30.0
@@ -115,6 +117,8 @@ class _Watch:
     busy: bool = False
     last_active: float = field(default_factory=time.monotonic)
     idle: bool = False
+    checked_at: float = -math.inf  # monotonic time of the last caught-up check
+    position: int | None = None  # where a shard that processed nothing yet reads from (found once)
 
 
 class StateWriter:
@@ -190,36 +194,43 @@ class StateWriter:
     def unwatch(self, src: str, shard: int) -> None:
         self.watches.pop((src, shard), None)
 
-    async def _position(self, w: _Watch) -> int | None:
+    async def _position(self, w: _Watch, end: int) -> int:
+        """Where the consumer reads next: after its last batch, else where it started (its checkpoint, or
+        the job's start; ``end`` for a job that starts at the end, as seen by the first check)."""
         if w.ctx.cursor:
             return decode_cursor(w.ctx.cursor)
-        entries = await w.client.get_checkpoints(w.project, w.logstore, w.group, w.shard)
-        saved = str(entries[0].get("checkpoint", "")) if entries else ""
-        if saved:
-            return decode_cursor(saved)
-        if w.start == "end":
-            return None  # nothing read yet and nothing to read: caught up by definition
-        return decode_cursor(await w.client.get_cursor(w.project, w.logstore, w.shard, w.start))
+        if w.position is None:
+            entries = await w.client.get_checkpoints(w.project, w.logstore, w.group, w.shard)
+            saved = str(entries[0].get("checkpoint", "")) if entries else ""
+            if saved:
+                w.position = decode_cursor(saved)
+            elif w.start == "end":
+                w.position = end
+            else:
+                w.position = decode_cursor(await w.client.get_cursor(w.project, w.logstore, w.shard, w.start))
+        return w.position
 
     async def _idle_shards(self) -> list[list[Any]]:
+        """Held shards whose consumer has read everything, each with the wall-clock time taken just before
+        the shard's end was read: a log not yet read arrived after it, so its log time is (but for clock
+        skew and producers' delays) no older; a shard is checked again every IDLE_RECHECK seconds."""
         idle = []
         now = time.monotonic()
         for w in list(self.watches.values()):
-            if w.busy or now - w.last_active < IDLE_AFTER:
-                w.idle = False
+            if w.busy or now - w.last_active < IDLE_AFTER or now - w.checked_at < IDLE_RECHECK:
                 continue
-            if not w.idle:
-                try:
-                    pos = await self._position(w)
-                    end = decode_cursor(await w.client.get_cursor(w.project, w.logstore, w.shard, "end"))
-                except (E.SluiceError, ValueError) as exc:
-                    log.debug("shard %d: not checked for idleness: %s", w.shard, exc)
-                    continue
-                if w.busy or time.monotonic() - w.last_active < IDLE_AFTER:
-                    continue
-                w.idle = pos is None or pos >= end
-            if w.idle:
-                idle.append([w.src, w.shard])
+            w.checked_at = now
+            t = time.time()
+            try:
+                end = decode_cursor(await w.client.get_cursor(w.project, w.logstore, w.shard, "end"))
+                pos = await self._position(w, end)
+            except (E.SluiceError, ValueError) as exc:
+                log.debug("shard %d: not checked for idleness: %s", w.shard, exc)
+                continue
+            if w.busy or time.monotonic() - w.last_active < IDLE_AFTER:
+                continue
+            if pos >= end:
+                idle.append([w.src, w.shard, t])
         return idle
 
     # ------------------------------------------------------------------ lifecycle

@@ -127,9 +127,11 @@ class Evaluator:
         return self._decide()
 
     def apply_idle(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """Shards whose consumer had read everything at wall time ``t``: their watermark moves to ``t``."""
-        t = float(body["t"])
-        for src, shard in body.get("s", ()):
+        """Shards whose consumer had read everything at a wall time (``[src, shard, t]``, or ``t`` for all):
+        their watermark moves to that time."""
+        for entry in body.get("s", ()):
+            src, shard = entry[0], entry[1]
+            t = float(entry[2] if len(entry) > 2 else body["t"])
             sid = f"{src}|{shard}"
             if t > self.wm.get(sid, NEG_INF):
                 self.wm[sid] = t

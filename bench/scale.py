@@ -330,7 +330,7 @@ async def ingest_pull_disk(groups: int, tmp: Path) -> list[dict[str, object]]:
 
 async def main_async(args: argparse.Namespace) -> None:
     shard_counts = [int(x) for x in args.shards.split(",")] if args.shards else (
-        [1, 200, 2000] if args.quick else [1, 200, 2000, 20000])
+        [1, 200] if args.quick else [1, 200, 2000, 20000])
     n = 100 if args.quick else args.requests
     parts = set(args.only.split(",")) if args.only else {"requests", "idle", "expire", "disk"}
     rows: list[dict[str, object]] = []
@@ -342,9 +342,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(f"... {shards} shards done", flush=True)
         if "idle" in parts:
             for shards in shard_counts:
-                rows.append(await idle_retention(shards, 3 if args.quick else 6, tmp))
+                rows.append(await idle_retention(shards, 2 if args.quick else 6, tmp))
         if "expire" in parts:
-            rows += await expire_under_load(2000 if args.quick else args.expire_groups, tmp)
+            rows += await expire_under_load(1000 if args.quick else args.expire_groups, tmp)
         if "disk" in parts:
             rows += await ingest_pull_disk(10 if args.quick else args.disk_groups, tmp)
     by = {r["test"]: r for r in rows}

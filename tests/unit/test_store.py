@@ -331,3 +331,33 @@ def test_unexplained_new_format_data_without_transaction_records_is_refused(tmp_
     with pytest.raises(StorageDamaged, match="hub.txn: missing"):
         SQLiteStore(tmp_path)
     assert seg.stat().st_size == size
+
+
+def test_a_reader_connection_refused_is_server_busy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """#17.3: a new reader thread whose SQLite connection cannot open (EMFILE) answers ServerBusy on reads and
+    time lookups (GetCursor by time), never a 500."""
+    import sqlite3
+    import threading
+
+    s = SQLiteStore(tmp_path)
+    _wait(s.create_project("proj", "", {}))
+    _wait(s.create_logstore("proj", "logs", 7, 1, {}))
+    shard = s.get_shard("proj", "logs", 0)
+    _wait(s.append(shard, b"\x1a\x01a", 1))
+
+    def refusing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sqlite3.OperationalError("unable to open database file")
+    monkeypatch.setattr(s, "_connect", refusing)
+    errors: list[BaseException] = []
+
+    def fresh_thread() -> None:  # a thread without a reader connection yet
+        for call in (lambda: s.read(shard, 0, 10, 1 << 20), lambda: s.seq_at_time(shard, 0)):
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+    t = threading.Thread(target=fresh_thread)
+    t.start()
+    t.join()
+    assert len(errors) == 2 and all(isinstance(e, E.ServerBusy) for e in errors), errors
+    s.close()

@@ -777,7 +777,13 @@ class SQLiteStore:
         return ReadResult(body, done, (rows[done - 1][0] & _SEQ_MASK) + 1)
 
     def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None:
-        row = self._reader().execute("SELECT recv_ms FROM log WHERE id=?", ((shard.uid << SEQ_BITS) | seq,)).fetchone()
+        try:
+            row = self._reader().execute("SELECT recv_ms FROM log WHERE id=?",
+                                         ((shard.uid << SEQ_BITS) | seq,)).fetchone()
+        except (sqlite3.Error, OSError, MemoryError) as exc:  # a reader connection refused descriptors or memory
+            if _is_out_of_resources(exc):
+                raise _busy(exc) from None
+            raise
         return None if row is None else int(row[0])
 
     def seq_at_time(self, shard: ShardMeta, t_ms: int) -> int:

@@ -14,7 +14,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["hub", "groups", "consumer", "pipelines", "forward", "query", "attack", "scale"])
+@pytest.mark.parametrize("name", ["hub", "groups", "consumer", "pipelines", "forward", "query", "attack", "scale",
+                                  "scale_ops"])
 def test_bench_quick_run(name: str, tmp_path: Path) -> None:
     """`python bench/<name>.py --quick` exits 0, prints its table and writes a JSON result with rows."""
     env = {**os.environ, "SLUICE_BENCH_RESULTS": str(tmp_path)}

@@ -52,6 +52,7 @@ class HubMetrics:
         self.raw_in = Counter("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
                               list(_LS), registry=self._per_logstore)
         self._heads: dict[str, dict[tuple[str, ...], str]] = {"logs": {}, "raw": {}}  # counter_text's caches
+        self._shard_heads: dict[tuple[str, str, int, str], tuple[str, str]] = {}  # state_text's cache
 
     async def render(self, executor: Executor | None = None) -> bytes:
         """The scrape: consumer counts on the loop, the rest on ``executor`` (a worker thread)."""
@@ -78,5 +79,5 @@ class HubMetrics:
                               self._heads["logs"]),
                  counter_text("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
                               self.raw_in, _LS, self._heads["raw"]),
-                 state_text(take_state(self.store), members)]
+                 state_text(take_state(self.store), members, self._shard_heads)]
         return "".join(parts).encode()

@@ -96,9 +96,15 @@ def take_state(store: Any) -> StateSnapshot:
     return out
 
 
-def state_text(snapshot: StateSnapshot, members: Mapping[GroupKey, int]) -> str:
+def state_text(snapshot: StateSnapshot, members: Mapping[GroupKey, int],
+               heads: dict[tuple[str, str, int, str], tuple[str, str]] | None = None) -> str:
     """The five state families (shard bytes and groups, consumer lag, live consumers, groups per logstore).
-    ``members``: live consumers per group, taken on the event loop; a group without an entry has none."""
+    ``members``: live consumers per group, taken on the event loop; a group without an entry has none.
+    ``heads`` caches each shard's two ``name{labels} `` prefixes between scrapes (dropped when it grows past
+    twice the shards, so deleted shards do not pile up)."""
+    heads = {} if heads is None else heads
+    if len(heads) > 2 * sum(len(s) for _, _, s, _ in snapshot) + 1024:
+        heads.clear()
     stored: list[str] = []
     retained: list[str] = []
     lag: list[str] = []
@@ -111,8 +117,13 @@ def state_text(snapshot: StateSnapshot, members: Mapping[GroupKey, int]) -> str:
         base = f'project="{p}",logstore="{ls}"'
         ngroups.append(f"sluice_hub_consumer_groups{{{base}}} {len(groups)}\n")
         for sid, status, nbytes, begin, end in shards:
-            stored.append(f'sluice_hub_shard_bytes{{{base},shard="{sid}",status="{status}"}} {nbytes}\n')
-            retained.append(f'sluice_hub_shard_log_groups{{{base},shard="{sid}"}} {end - begin}\n')
+            head = heads.get((project, name, sid, status))
+            if head is None:
+                head = heads[(project, name, sid, status)] = (
+                    f'sluice_hub_shard_bytes{{{base},shard="{sid}",status="{status}"}} ',
+                    f'sluice_hub_shard_log_groups{{{base},shard="{sid}"}} ')
+            stored.append(f"{head[0]}{nbytes}\n")
+            retained.append(f"{head[1]}{end - begin}\n")
         for group, checkpoints in groups:
             g = escape_label(group)
             consumers.append(f'sluice_hub_consumers{{{base},group="{g}"}} {members.get((project, name, group), 0)}\n')

@@ -54,6 +54,7 @@ class HecReceiver:
         self.max_batch = 0
         self.ack_polls = 0
         self._fail_until = 0.0
+        self._fail_for = 0.0  # a pending outage that starts at the first batch (fail(from_first_batch=True))
         self._fail_status = 503
         self._channels: dict[str, dict[int, float]] = {}  # channel -> ackId -> indexed-at time
         self._next_ack: dict[str, int] = {}
@@ -63,9 +64,12 @@ class HecReceiver:
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ control
-    def fail(self, status: int = 503, seconds: float = 3.0) -> None:
+    def fail(self, status: int = 503, seconds: float = 3.0, *, from_first_batch: bool = False) -> None:
+        """Refuse every request for ``seconds``: from now, or (``from_first_batch``) from the first request that
+        carries events, so a sender slow to start (a loaded machine) still meets the outage."""
         self._fail_status = status
-        self._fail_until = time.monotonic() + seconds
+        self._fail_for = seconds if from_first_batch else 0.0
+        self._fail_until = 0.0 if from_first_batch else time.monotonic() + seconds
 
     @property
     def url(self) -> str:
@@ -106,6 +110,8 @@ class HecReceiver:
     async def _event(self, request: web.Request) -> web.Response:
         self.requests += 1
         body = await request.read()
+        if self._fail_for and body:
+            self._fail_until, self._fail_for = time.monotonic() + self._fail_for, 0.0
         if time.monotonic() < self._fail_until:
             self.refused += 1
             self.refused_batches += bool(body)

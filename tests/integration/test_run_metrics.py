@@ -111,7 +111,7 @@ heartbeat_interval: 1
 forward:
   splunk_hec: {{url: "{receiver.url}", token: tok, gzip: false}}
 """)
-        receiver.fail(503, seconds=1.5)
+        receiver.fail(503, seconds=1.5, from_first_batch=True)
         port = free_port()
         env = {**os.environ, "AK": hub.access_key_id, "SK": hub.access_key_secret}
         proc = subprocess.Popen([sys.executable, "-m", "sluice", "run", str(job), "--quiet", "--metrics-port",

@@ -200,12 +200,21 @@ class ShardPlan:
     segments: list[tuple[int, Path, int, bool]] = field(default_factory=list)  # kept: base, path, size, v2
 
 
-def _segment_files(d: Path) -> list[tuple[int, Path, bool]]:
+def _segment_files(d: Path, sizes: dict[Path, int] | None = None) -> list[tuple[int, Path, bool]]:
+    """(base, path, is v2) of a shard's segment files, in order; ``sizes`` gets each file's size (one scandir,
+    no path objects per stat: at 20,000 shards recovery's file walk was most of the start-up time)."""
     out = []
-    if d.is_dir():
-        for f in d.iterdir():
-            if f.suffix in (V1_SUFFIX, V2_SUFFIX) and f.stem.isdigit():
-                out.append((int(f.stem), f, f.suffix == V2_SUFFIX))
+    try:
+        entries = list(os.scandir(d))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for e in entries:
+        stem, dot, ext = e.name.partition(".")
+        if dot and stem.isdigit() and ext in ("seg", "sg2"):
+            path = d / e.name
+            out.append((int(stem), path, ext == "sg2"))
+            if sizes is not None:
+                sizes[path] = e.stat().st_size
     out.sort(key=lambda t: (t[0], t[2]))
     return out
 
@@ -239,10 +248,11 @@ def plan_shard(root: Path, uid: int, live: dict[int, int], begin_seq: int, commi
     version writes them, and it records transaction numbers): any of its bytes the index does not cover is
     a problem."""
     plan = ShardPlan(uid)
-    files = _segment_files(root / str(uid))
+    sizes: dict[Path, int] = {}
+    files = _segment_files(root / str(uid), sizes)
     bases = [b for b, _, _ in files]
     for i, (base, path, v2) in enumerate(files):
-        size = _file_size(path)
+        size = sizes[path]
         nxt = bases[i + 1] if i + 1 < len(files) else None
         if base not in live:
             if nxt is not None and nxt <= begin_seq:

@@ -385,10 +385,12 @@ class SQLiteStore:
                 self.segments.rollback(mark)
             except OSError:
                 log.exception("could not cut back segment files; recovery at next start will")
-            with self.lock:
-                for uid, shard in self._shards_by_uid.items():
-                    self._next_seq[uid] = shard.end_seq
-                    self._last_recv[uid] = shard.last_write_ms
+            with self.lock:  # only shards the batch appended to reserved sequence numbers (the journal)
+                for uid in mark:
+                    shard = self._shards_by_uid.get(uid)
+                    if shard is not None:
+                        self._next_seq[uid] = shard.end_seq
+                        self._last_recv[uid] = shard.last_write_ms
             full = _is_disk_full(exc)
             busy = _is_out_of_resources(exc)
             log.error("store transaction failed (%d operations not acknowledged): %s", len(batch), exc)

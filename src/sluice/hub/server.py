@@ -51,7 +51,8 @@ def tls_context(config: HubConfig) -> ssl.SSLContext | None:
 async def serve(config: HubConfig, *, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     ssl_context = tls_context(config)
-    store = open_store(config.data_dir, sync_full=config.sync_full, group_quota=config.group_quota)
+    store = open_store(config.data_dir, sync_full=config.sync_full, group_quota=config.group_quota,
+                       max_open_segments=config.max_open_segments)
     hub = Hub(config, store)
     # lingering_time: after answering a request whose body was not read to its end (too large, ServerBusy,
     # too slow), aiohttp reads and discards the rest for this long so the client can see the answer; its

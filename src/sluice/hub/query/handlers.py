@@ -161,7 +161,7 @@ async def query_logs(hub: Any, project: str, ls: str, start: int, end: int, quer
             result = await loop.run_in_executor(hub.executor, idx.analyze, node, spec, start, end, topic, sql)
         else:
             result = await loop.run_in_executor(hub.executor, idx.search, node, spec, start, end, topic,
-                                                offset, line, reverse)
+                                                offset, line, reverse, False)
     return result, progress, search_text, sql
 
 

@@ -156,8 +156,8 @@ def test_wait_route_errors_are_sls_errors(tmp_path: Path) -> None:
         u.urlopen(u.Request(f"{hub.url}/", data=b'{"projectName": "errs"}', method="POST",
                             headers={"Host": f"errs.{hub.host}", "Content-Type": "application/json"}), timeout=10)
         host = f"errs.{hub.host}"
-        assert _post(hub, host, {"session": "s"}) == (404, _post(hub, host, {"session": "s"})[1])
-        assert _post(hub, host, {"session": "s"})[1]["errorCode"] == "WaitSessionNotExist"
+        status, body = _post(hub, host, {"session": "s"})
+        assert status == 404 and body["errorCode"] == "WaitSessionNotExist"
         assert _post(hub, host, {"session": "s", "add": "x"})[1]["errorCode"] == "ParameterInvalid"
         assert _post(hub, host, [1, 2])[1]["errorCode"] == "ParameterInvalid"
         assert _post(hub, host, {"session": "s", "reset": True}, wait="soon")[1]["errorCode"] == "ParameterInvalid"

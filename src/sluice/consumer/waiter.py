@@ -44,7 +44,7 @@ __all__ = ["DEFAULT_MAX_REQUESTS", "HeartbeatBatcher", "ShardWaiter", "beats_for
 
 log = logging.getLogger("sluice.consumer")
 
-DEFAULT_MAX_REQUESTS = 32  # short requests in flight per client from its consumers (connections it opens)
+DEFAULT_MAX_REQUESTS = 24  # short requests in flight per client from its consumers (connections it opens)
 _Key = tuple[str, int]
 
 _waiters: "weakref.WeakKeyDictionary[AsyncClient, dict[str, ShardWaiter]]" = weakref.WeakKeyDictionary()

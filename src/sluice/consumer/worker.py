@@ -158,7 +158,7 @@ class AsyncConsumer:
         await self.stop()
 
     async def _ensure_group(self) -> None:
-        async with self._gate:  # 1,000 consumers starting at once: 32 connections, not 1,000
+        async with self._gate:  # 1,000 consumers starting at once: a few dozen connections, not 1,000
             await self._create_or_update_group()
 
     async def _create_or_update_group(self) -> None:

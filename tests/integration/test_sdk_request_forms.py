@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import lz4.block
 import pytest
+import zstandard
 
 from sluice.testing import HubProcess
 from sluice.wire.cursor import decode_cursor, encode_cursor
@@ -100,8 +101,9 @@ def _ids(payload: bytes, headers: dict[str, str]) -> list[str]:
     raw = int(headers["x-log-bodyrawsize"])
     if not raw:
         return []
-    data = lz4.block.decompress(payload, uncompressed_size=raw) if headers.get("x-log-compresstype") == "lz4" \
-        else payload
+    ctype = headers.get("x-log-compresstype")
+    data = lz4.block.decompress(payload, uncompressed_size=raw) if ctype == "lz4" else \
+        zstandard.ZstdDecompressor().decompress(payload, max_output_size=raw) if ctype == "zstd" else payload
     groups = [parse_group(bytes(g), raw=False) for g in split_groups(data)]
     return [c.Value for g in groups for lg in g.Logs for c in lg.Contents if c.Key == "id"]
 
@@ -115,7 +117,8 @@ def _go_pull(hub: HubProcess, ls: str, shard: int, cursor: str, count: int = 100
 
 
 def test_go_put_logs_on_the_logstore_path(forms_hub: HubProcess) -> None:
-    """Go PutLogs/PutRawLog/PostLogStoreLogs without a hash key: ``POST /logstores/{logstore}``, lz4 or none."""
+    """Go PutLogs/PutRawLog/PostLogStoreLogs without a hash key: ``POST /logstores/{logstore}``, lz4, none or
+    zstd; read back with lz4 and zstd answers."""
     ls = _logstore(forms_hub, "go_put")
     raw = _group("lz4")
     st, h, body = _send(forms_hub, "POST", f"/logstores/{ls}", body=lz4.block.compress(raw, store_size=False),
@@ -126,9 +129,19 @@ def test_go_put_logs_on_the_logstore_path(forms_hub: HubProcess) -> None:
     st, _, body = _send(forms_hub, "POST", f"/logstores/{ls}", body=plain, content_type="application/x-protobuf",
                         headers={"x-log-bodyrawsize": str(len(plain))})
     assert (st, body) == (200, b"")
+    zraw = _group("zstd")  # Go's Compress_ZSTD: x-log-compresstype zstd
+    st, _, body = _send(forms_hub, "POST", f"/logstores/{ls}", body=zstandard.ZstdCompressor().compress(zraw),
+                        content_type="application/x-protobuf",
+                        headers={"x-log-compresstype": "zstd", "x-log-bodyrawsize": str(len(zraw))})
+    assert (st, body) == (200, b"")
+    want = [f"{tag}-{i}" for tag in ("lz4", "none", "zstd") for i in range(3)]
     st, h, payload = _go_pull(forms_hub, ls, 0, _cursor(forms_hub, ls, 0, "begin"))
-    assert st == 200
-    assert _ids(payload, h) == [f"lz4-{i}" for i in range(3)] + [f"none-{i}" for i in range(3)]
+    assert st == 200 and h["x-log-compresstype"] == "lz4" and _ids(payload, h) == want
+    # GetLogsBytesWithQuery with CompressType zstd asks Accept-Encoding: zstd
+    st, h, payload = _send(forms_hub, "GET", f"/logstores/{ls}/shards/0",
+                           params=[("type", "logs"), ("cursor", _cursor(forms_hub, ls, 0, "begin")), ("count", "10")],
+                           headers={"Accept": "application/x-protobuf", "Accept-Encoding": "zstd"})
+    assert st == 200 and h["x-log-compresstype"] == "zstd" and _ids(payload, h) == want
 
 
 def test_go_post_logstore_logs_with_a_hash_key(forms_hub: HubProcess) -> None:

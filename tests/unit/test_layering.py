@@ -23,7 +23,8 @@ MAY_IMPORT_HUB_APP = {"hub/server.py", "cli.py"}
 ENGINE = "sluice.hub.store.sqlite"
 ENGINE_HOME = "hub/store/"
 # Parts that must be built from the store protocol and the coordinators (#16), checked by name below.
-PARTS = ["hub/console", "hub/metrics.py", "hub/api", "hub/routes.py", "hub/retention.py", "hub/coordinators.py"]
+PARTS = ["hub/console", "hub/metrics.py", "hub/metrics_text.py", "hub/api", "hub/routes.py", "hub/retention.py",
+         "hub/coordinators.py", "hub/longpoll.py", "hub/waits.py"]
 
 
 def _targets(path: Path) -> set[str]:

@@ -72,3 +72,30 @@ def test_counter_text_matches_prometheus_client() -> None:
     ours = _samples(counter_text("sluice_hub_logs_written", "Logs accepted by PutLogs", c, ("project", "logstore")))
     assert ours == theirs
     assert escape_label("a\nb") == "a\\nb"
+
+
+def test_cached_text_follows_changes() -> None:
+    """With the caches of a running hub: an unchanged logstore or counter is reused, a changed one rewritten."""
+    store = _Store()
+    ls = LogstoreMeta("p", "app", 30, {}, 0, 0)
+    ls.shards = {0: ShardMeta(1, 0, "readwrite", 0, 1, 0, end_seq=3, bytes_stored=30)}
+    ls.groups = {"gg": GroupMeta("gg", 30, False, {0: Checkpoint("x", 1, "c", 0)})}
+    store.logstores[("p", "app")] = ls
+    cache: dict = {}
+    first = state_text(take_state(store), {("p", "app", "gg"): 1}, cache)
+    assert state_text(take_state(store), {("p", "app", "gg"): 1}, cache) == first
+    ls.shards[0].end_seq = 5
+    ls.groups["gg"].checkpoints[0] = Checkpoint("y", 4, "c", 0)
+    got = _samples(state_text(take_state(store), {("p", "app", "gg"): 2}, cache))
+    base = (("logstore", "app"), ("project", "p"))
+    assert got[("sluice_hub_shard_log_groups", base + (("shard", "0"),))] == 5
+    assert got[("sluice_hub_consumer_lag_log_groups", (("group", "gg"),) + base + (("shard", "0"),))] == 1
+    assert got[("sluice_hub_consumers", (("group", "gg"),) + base)] == 2
+    reg = CollectorRegistry()
+    c = Counter("n", "h", ["project", "logstore"], registry=reg)
+    c.labels("p", "a").inc(1)
+    heads: dict = {}
+    names = ("project", "logstore")
+    assert counter_text("n", "h", c, names, heads) == counter_text("n", "h", c, names, heads)
+    c.labels("p", "a").inc(1)
+    assert _samples(counter_text("n", "h", c, names, heads))[("n_total", (("logstore", "a"), ("project", "p")))] == 2

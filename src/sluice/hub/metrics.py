@@ -16,7 +16,7 @@ import asyncio
 import gc
 import time
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
@@ -51,8 +51,8 @@ class HubMetrics:
                                registry=self._per_logstore)
         self.raw_in = Counter("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
                               list(_LS), registry=self._per_logstore)
-        self._heads: dict[str, dict[tuple[str, ...], str]] = {"logs": {}, "raw": {}}  # counter_text's caches
-        self._shard_heads: dict[tuple[str, str, int, str], tuple[str, str]] = {}  # state_text's cache
+        self._heads: dict[str, dict[tuple[str, ...], Any]] = {"logs": {}, "raw": {}}  # counter_text's caches
+        self._shard_heads: dict[tuple[str, str], Any] = {}  # state_text's per-logstore cache
 
     async def render(self, executor: Executor | None = None) -> bytes:
         """The scrape: consumer counts on the loop, the rest on ``executor`` (a worker thread)."""

@@ -53,9 +53,10 @@ def escape_label(value: str) -> str:
 
 
 def counter_text(name: str, help_text: str, counter: Any, labelnames: tuple[str, ...],
-                 heads: dict[tuple[str, ...], str] | None = None) -> str:
+                 heads: dict[tuple[str, ...], Any] | None = None) -> str:
     """A labelled prometheus Counter's ``<name>_total`` family, read from its children table (no ``_created``).
-    ``heads`` caches each child's ``name{labels} `` between scrapes (children are never removed)."""
+    ``heads`` caches each child's line between scrapes, rewritten only when its value changed (children are
+    never removed)."""
     lines = [f"# HELP {name}_total {help_text}\n", f"# TYPE {name}_total counter\n"]
     heads = {} if heads is None else heads
     table = getattr(counter, "_metrics", {})
@@ -64,11 +65,13 @@ def counter_text(name: str, help_text: str, counter: Any, labelnames: tuple[str,
     for i, (values, child) in enumerate(items):
         if i % _PAUSE_EVERY == _PAUSE_EVERY - 1:
             _pause()
-        head = heads.get(values)
-        if head is None:
-            labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(labelnames, values))
-            head = heads[values] = f"{name}_total{{{labels}}} "
-        lines.append(f"{head}{_read(child._value)!r}\n")
+        number = _read(child._value)
+        hit = heads.get(values)
+        if hit is None or hit[0] != number:
+            head = hit[1] if hit is not None else "{}_total{{{}}} ".format(
+                name, ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(labelnames, values)))
+            hit = heads[values] = (number, head, f"{head}{number!r}\n")
+        lines.append(hit[2])
     return "".join(lines)
 
 
@@ -97,14 +100,15 @@ def take_state(store: Any) -> StateSnapshot:
 
 
 def state_text(snapshot: StateSnapshot, members: Mapping[GroupKey, int],
-               heads: dict[tuple[str, str, int, str], tuple[str, str]] | None = None) -> str:
+               cache: dict[tuple[str, str], Any] | None = None) -> str:
     """The five state families (shard bytes and groups, consumer lag, live consumers, groups per logstore).
     ``members``: live consumers per group, taken on the event loop; a group without an entry has none.
-    ``heads`` caches each shard's two ``name{labels} `` prefixes between scrapes (dropped when it grows past
-    twice the shards, so deleted shards do not pile up)."""
-    heads = {} if heads is None else heads
-    if len(heads) > 2 * sum(len(s) for _, _, s, _ in snapshot) + 1024:
-        heads.clear()
+    ``cache`` keeps each logstore's text with the values it was written from, between scrapes: a logstore
+    whose shards, checkpoints and consumer counts did not change (most of a big hub's, between two scrapes)
+    costs one comparison. Entries of deleted logstores are dropped when the cache outgrows the hub."""
+    cache = {} if cache is None else cache
+    if len(cache) > 2 * len(snapshot) + 1024:
+        cache.clear()
     stored: list[str] = []
     retained: list[str] = []
     lag: list[str] = []
@@ -113,24 +117,18 @@ def state_text(snapshot: StateSnapshot, members: Mapping[GroupKey, int],
     for i, (project, name, shards, groups) in enumerate(snapshot):
         if i % _PAUSE_EVERY == _PAUSE_EVERY - 1:
             _pause()
-        p, ls = escape_label(project), escape_label(name)
-        base = f'project="{p}",logstore="{ls}"'
-        ngroups.append(f"sluice_hub_consumer_groups{{{base}}} {len(groups)}\n")
-        for sid, status, nbytes, begin, end in shards:
-            head = heads.get((project, name, sid, status))
-            if head is None:
-                head = heads[(project, name, sid, status)] = (
-                    f'sluice_hub_shard_bytes{{{base},shard="{sid}",status="{status}"}} ',
-                    f'sluice_hub_shard_log_groups{{{base},shard="{sid}"}} ')
-            stored.append(f"{head[0]}{nbytes}\n")
-            retained.append(f"{head[1]}{end - begin}\n")
-        for group, checkpoints in groups:
-            g = escape_label(group)
-            consumers.append(f'sluice_hub_consumers{{{base},group="{g}"}} {members.get((project, name, group), 0)}\n')
-            for sid, _, _, begin, end in shards:
-                start = checkpoints.get(sid, begin)
-                lag.append(f'sluice_hub_consumer_lag_log_groups{{{base},group="{g}",shard="{sid}"}} '
-                           f"{max(0, end - max(start, begin))}\n")
+        counts = tuple(members.get((project, name, group), 0) for group, _ in groups)
+        hit = cache.get((project, name))
+        if hit is not None and hit[0] == shards and hit[1] == groups and hit[2] == counts:
+            chunks = hit[3]
+        else:
+            chunks = _logstore_text(project, name, shards, groups, counts)
+            cache[(project, name)] = (shards, groups, counts, chunks)
+        stored.append(chunks[0])
+        retained.append(chunks[1])
+        lag.append(chunks[2])
+        consumers.append(chunks[3])
+        ngroups.append(chunks[4])
     return "".join(_family(name, help_text, lines) for name, help_text, lines in (
         ("sluice_hub_shard_bytes", "Bytes of LogGroups stored per shard", stored),
         ("sluice_hub_shard_log_groups", "LogGroups retained per shard", retained),
@@ -139,6 +137,27 @@ def state_text(snapshot: StateSnapshot, members: Mapping[GroupKey, int],
         ("sluice_hub_consumers", "Live consumers per consumer group", consumers),
         ("sluice_hub_consumer_groups", "Consumer groups per logstore", ngroups),
     ))
+
+
+def _logstore_text(project: str, name: str, shards: list[tuple[int, str, int, int, int]],
+                   groups: list[tuple[str, dict[int, int]]], counts: tuple[int, ...]) -> tuple[str, ...]:
+    """One logstore's lines of each of the five families."""
+    base = f'project="{escape_label(project)}",logstore="{escape_label(name)}"'
+    stored = "".join(f'sluice_hub_shard_bytes{{{base},shard="{sid}",status="{status}"}} {nbytes}\n'
+                     for sid, status, nbytes, _, _ in shards)
+    retained = "".join(f'sluice_hub_shard_log_groups{{{base},shard="{sid}"}} {end - begin}\n'
+                       for sid, _, _, begin, end in shards)
+    lag: list[str] = []
+    consumers: list[str] = []
+    for (group, checkpoints), count in zip(groups, counts):
+        g = escape_label(group)
+        consumers.append(f'sluice_hub_consumers{{{base},group="{g}"}} {count}\n')
+        for sid, _, _, begin, end in shards:
+            start = checkpoints.get(sid, begin)
+            lag.append(f'sluice_hub_consumer_lag_log_groups{{{base},group="{g}",shard="{sid}"}} '
+                       f"{max(0, end - max(start, begin))}\n")
+    return (stored, retained, "".join(lag), "".join(consumers),
+            f"sluice_hub_consumer_groups{{{base}}} {len(groups)}\n")
 
 
 def _family(name: str, help_text: str, lines: Iterable[str]) -> str:

@@ -93,3 +93,37 @@ def test_odd_values_take_the_robust_path_and_keys_are_never_values(idx: IndexSto
     rows = idx.search(parse_search("*"), spec, 7, 9, None, 0, 10, False).rows
     assert [r["m"] for r in rows] == ["rec\x1esep\x1fx", "nul\ufffdinside"]
     assert idx.search(parse_search("n >= 7"), spec, 0, 10, None, 0, 10, False).processed == 1
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = ["*", "|", "select", "count(*)", "status", "method", ":", "500", "'x'", '"a b"', "and", "or", "not",
+           "(", ")", ">", "=", "group by", "order by", "limit", "1", "from", "log", "where", ",", "avg(ms)",
+           "cast(status as varchar)", "date_trunc('minute', __time__)", "__time__", "in", "[", "]", "?", "x*",
+           "regexp_like(method, '(')", "json_extract(method, '$.a')", "1/0", "'", '"', "-", ";", "union", "all"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_PIECES), max_size=12))
+def test_any_query_is_an_answer_or_an_sls_error(idx: IndexStore, pieces: list[str]) -> None:
+    """Fuzz: whatever the query text, the engine answers or raises an SLS error (never another exception)."""
+    from sluice.hub.query.search import split_query
+
+    spec = IndexSpec.from_config(validate({"line": {}, "keys": {"status": {"type": "long"}, "ms": {"type": "double"},
+                                                                "method": {}}}))
+    assert spec is not None
+    idx.ensure_keys(spec)
+    if not idx.progress():
+        idx.ingest(1, 0, [(0, i, {"status": str(200 + i), "method": "GET", "ms": "1.5", "__time__": 10 + i})
+                          for i in range(5)], 1)
+    query = " ".join(pieces)
+    try:
+        search_text, sql = split_query(query)
+        node = parse_search(search_text)
+        if sql is None:
+            idx.search(node, spec, 0, 100, None, 0, 10, False)
+        else:
+            idx.analyze(node, spec, 0, 100, None, sql)
+    except E.SLSError as exc:
+        assert exc.http_status == 400, exc

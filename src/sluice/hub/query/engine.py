@@ -272,6 +272,10 @@ class IndexStore:
             raise E.ParameterInvalid(f"invalid query: {str(exc).splitlines()[0][:400]}") from None
         except duckdb.OutOfMemoryException:
             raise E.ParameterInvalid("invalid query: the query needs more memory than the hub allows") from None
+        except (duckdb.IOException, duckdb.InternalException, duckdb.FatalException):
+            raise  # the index file or DuckDB itself: a server error, logged by the hub
+        except duckdb.Error as exc:  # anything else a statement can provoke (types, permissions...): the user's
+            raise E.ParameterInvalid(f"invalid query: {str(exc).splitlines()[0][:400]}") from None
         finally:
             timer.cancel()
 

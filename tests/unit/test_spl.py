@@ -145,3 +145,25 @@ def test_where_equals_brute_force(rows: list[dict], c1, c2, op: str) -> None:  #
     spl = f"* | where ({c1[0]}) {op} ({c2[0]})"
     expect = [r for r in rows if (c1[1](r) and c2[1](r) if op == "and" else c1[1](r) or c2[1](r))]
     assert evaluate_rows(spl, rows) == expect
+
+
+_SPL_PIECES = ["*", "|", "where", "extend", "project", "project-away", "project-rename", "parse-regexp",
+               "parse-json", "parse-csv", "status", "msg", "=", "==", "!=", ">", "'500'", "500", "1.5", "and", "or",
+               "not", "like", "'%a%'", "in", "(", ")", ",", "as", "cast(status as bigint)", "is", "null", "x",
+               "regexp_like(msg, 'a+')", "'(\\S+)'", "-delim=','", "-prefix='p'", "+", "/", "0", "between",
+               "json_extract_scalar(msg, '$.a')", "substr(msg, 2)", "lower", "'", '"msg"', "true", "coalesce(x, '1')"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_SPL_PIECES), max_size=14))
+def test_any_statement_compiles_or_is_an_sls_error_and_evaluation_never_raises(pieces: list[str]) -> None:
+    text = " ".join(pieces)
+    try:
+        program = compile_spl(text)
+    except E.SLSError as exc:
+        assert exc.error_code == "ParameterInvalid" and str(exc).startswith("invalid query")
+        return
+    try:
+        program.run([dict(r) for r in ROWS] + [{"msg": '{"a": 1}', "x": "7", "__time__": 1}])
+    except E.SLSError as exc:  # e.g. regexp_extract naming a group the pattern lacks
+        assert exc.error_code == "ParameterInvalid"

@@ -127,3 +127,17 @@ def test_any_query_is_an_answer_or_an_sls_error(idx: IndexStore, pieces: list[st
             idx.analyze(node, spec, 0, 100, None, sql)
     except E.SLSError as exc:
         assert exc.http_status == 400, exc
+
+
+def test_pages_with_ties_in_time_concatenate_to_the_full_order(idx: IndexStore) -> None:
+    spec = IndexSpec.from_config(validate({"line": {}, "keys": {"n": {"type": "long"}}}))
+    assert spec is not None
+    idx.ensure_keys(spec)
+    idx.ingest(1, 0, [(k // 7, k % 7, {"n": str(k), "__time__": 100 + (k * 13) % 9}) for k in range(60)], 9)
+    for reverse in (False, True):
+        full = idx.search(parse_search("*"), spec, 0, 1000, None, 0, 100, reverse).rows
+        pages = [r for off in range(0, 60, 7) for r in idx.search(parse_search("*"), spec, 0, 1000, None, off, 7,
+                                                                  reverse).rows]
+        assert pages == full and len(full) == 60
+        times = [int(r["__time__"]) for r in full]
+        assert times == sorted(times, reverse=reverse)

@@ -790,6 +790,7 @@ def _decode_logs(group: bytes | memoryview) -> list[Row]:
 
 _VARINTS = [encode_varint(n) for n in range(1 << 14)]
 _KEY_HEADS: dict[str, bytes] = {}  # key -> b"\x0a" + len + key bytes (keys repeat in every log)
+_PAIRS: dict[tuple[str, str], bytes] = {}  # (key, short value) -> its encoded Contents field (values repeat too)
 
 
 def _varint(n: int) -> bytes:
@@ -809,10 +810,17 @@ def _encode_log(row: Row) -> bytes:
             head = b"\x0a" + _varint(len(kb)) + kb
             if len(_KEY_HEADS) < 4096:
                 _KEY_HEADS[k] = head
-        vb = v.encode("utf-8", "surrogatepass") if isinstance(v, str) else v if isinstance(v, bytes) else \
-            (_text(v) or "").encode("utf-8", "surrogatepass")
-        lv = _varint(len(vb))
-        parts += (b"\x12", _varint(len(head) + 1 + len(lv) + len(vb)), head, b"\x12", lv, vb)
+        pair = _PAIRS.get((k, v)) if isinstance(v, str) else None
+        if pair is None:
+            vb = v.encode("utf-8", "surrogatepass") if isinstance(v, str) else v if isinstance(v, bytes) else \
+                (_text(v) or "").encode("utf-8", "surrogatepass")
+            lv = _varint(len(vb))
+            pair = b"".join((b"\x12", _varint(len(head) + 1 + len(lv) + len(vb)), head, b"\x12", lv, vb))
+            if isinstance(v, str) and len(vb) <= 64:
+                if len(_PAIRS) >= 8192:
+                    _PAIRS.clear()
+                _PAIRS[(k, v)] = pair
+        parts.append(pair)
     body = b"".join(parts)
     return b"\x0a" + _varint(len(body)) + body
 

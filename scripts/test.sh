@@ -9,7 +9,9 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends python3-venv python3-pip rsyslog rsyslog-openssl chromium >/dev/null
 source scripts/_venv.sh "[test]"
 set +e
-.venv/bin/python -m pytest "$@"
+# Four workers, each test file on one worker (--dist loadfile keeps a file's module fixtures together); each
+# worker has its own session hub on its own 127.0.0.x address. `-n 0` as an argument runs serially.
+.venv/bin/python -m pytest -n 4 --dist loadfile "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

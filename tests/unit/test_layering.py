@@ -24,7 +24,7 @@ ENGINE = "sluice.hub.store.sqlite"
 ENGINE_HOME = "hub/store/"
 # Parts that must be built from the store protocol and the coordinators (#16), checked by name below.
 PARTS = ["hub/console", "hub/metrics.py", "hub/metrics_text.py", "hub/api", "hub/routes.py", "hub/retention.py",
-         "hub/coordinators.py", "hub/longpoll.py", "hub/waits.py"]
+         "hub/coordinators.py", "hub/longpoll.py", "hub/waits.py", "hub/query"]
 
 
 def _targets(path: Path) -> set[str]:

@@ -192,8 +192,7 @@ def scan(hub: Any, meta: Any, node: Node, start: int, end: int, topic: str | Non
     t0 = time.monotonic()
     match = row_matcher(node, None)
     store = hub.store
-    with store.lock:
-        shards = sorted(meta.shards.values(), key=lambda s: s.shard_id)
+    shards = store.shards_of(meta.project, meta.name)  # a snapshot, sorted by shard id
     want = offset + line
     best: list[tuple[Any, ...]] = []  # heap of the first/last `want` matches in time order
     buckets: dict[int, int] = {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...wire.errors import LogStoreNotExist, ProjectNotExist
 from ...wire.loggroup import split_groups
 from .batch import build_from_body, exit_with_parent
 from .engine import IndexStore
@@ -157,13 +158,12 @@ class Indexer:
         shutil.rmtree(path.with_name(path.name + ".scratch"), ignore_errors=True)  # left by earlier builds
 
     def _indexed_logstores(self) -> list[tuple[str, str, IndexSpec, list[Any]]]:
-        with self.store.lock:
-            out = []
-            for (project, name), meta in self.store.logstores.items():
-                spec = IndexSpec.from_config(meta.config.get(CONFIG_KEY))
-                if spec is not None:
-                    out.append((project, name, spec, list(meta.shards.values())))
-            return out
+        out = []
+        for meta in self.store.snapshot():  # copies: nothing here holds the store's lock
+            spec = IndexSpec.from_config(meta.config.get(CONFIG_KEY))
+            if spec is not None:
+                out.append((meta.project, meta.name, spec, list(meta.shards.values())))
+        return out
 
     def run_pass(self) -> bool:
         """Index what is new on every shard (one batch each); True when some shard has more waiting."""
@@ -252,8 +252,9 @@ class Indexer:
 
     def caught_up(self, project: str, logstore: str) -> bool:
         """Whether the logstore's index holds everything committed (for --check and tests)."""
-        with self.store.lock:
-            meta = self.store.logstores.get((project, logstore))
-            shards = list(meta.shards.values()) if meta is not None else []
+        try:
+            shards = self.store.shards_of(project, logstore)
+        except (LogStoreNotExist, ProjectNotExist):  # gone: nothing to catch up on
+            shards = []
         progress = self.index_for(project, logstore).progress()
         return all(max(progress.get(s.uid, 0), s.begin_seq) >= s.end_seq for s in shards)

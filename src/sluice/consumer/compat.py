@@ -295,7 +295,8 @@ class _SPLClient(AsyncClient):
     on_unfiltered: Callable[[str], None] | None = None
 
     async def pull_logs(self, *args: Any, **kwargs: Any) -> PullResult:  # type: ignore[override]
-        result = await super().pull_logs(*args, query=self.query, processor=self.processor, **kwargs)
+        kwargs.update(query=self.query, processor=self.processor)  # the config's, whatever the worker passes
+        result = await super().pull_logs(*args, **kwargs)
         if result.count and result.raw_count_before_query < 0:
             if self.on_unfiltered is not None:
                 self.on_unfiltered(f"{self.endpoint} returned data for the SPL query without evaluating it")

@@ -63,6 +63,10 @@ class ConsumerConfig:
 
     Durations are float seconds, sizes are bytes. ``start`` is used only for shards the group has no
     checkpoint for; ``end`` (a time) makes consumption bounded: each shard stops at the cursor of that time.
+    ``query`` is an SPL statement the server evaluates on every pull (SLS's rule-based consumption; the hub
+    evaluates it too): the handler gets only what it keeps, cursors and checkpoints still move over the raw
+    data. A server that refuses it fails ``start()``; one that answers data without evaluating it stops the
+    shard (never delivers unfiltered logs).
     """
 
     project: str
@@ -83,6 +87,7 @@ class ConsumerConfig:
     retry_handler_errors: bool = True
     shutdown_grace: float = 30.0  # how long stop()/release waits for a running handler before cancelling it
     create_group: bool = True
+    query: str | None = None
 
     def __post_init__(self) -> None:
         if not self.project or not self.logstore or not self.group:
@@ -90,6 +95,9 @@ class ConsumerConfig:
         if self.heartbeat_interval <= 0:
             raise ConfigError("heartbeat_interval must be > 0")
         object.__setattr__(self, "start", parse_start(self.start))
+        if self.query is not None and not isinstance(self.query, str):
+            raise ConfigError("query must be an SPL statement (text)")
+        object.__setattr__(self, "query", (self.query or "").strip() or None)
         if self.end is not None:
             object.__setattr__(self, "end", parse_start(self.end))
 

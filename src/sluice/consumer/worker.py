@@ -113,6 +113,8 @@ class AsyncConsumer:
             return
         self._started = True
         self._loop = asyncio.get_running_loop()
+        if self.config.query is not None:
+            await self._check_query()
         if self.config.create_group:
             await self._ensure_group()
         self._tasks = [asyncio.create_task(self._heartbeat_routine(), name="sluice-heartbeat"),
@@ -317,11 +319,34 @@ class AsyncConsumer:
             wait = None
         await self.budget.wait_below_limit()
         if wait:  # a long-poll of its own (an older hub, or an end time to wait for): outside the gate
-            return await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
-                                               end_cursor=end_cursor, compress_type=c.compress_type, wait=wait)
-        async with self._gate:
-            return await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
-                                               end_cursor=end_cursor, compress_type=c.compress_type)
+            result = await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=c.max_fetch_groups,
+                                                 end_cursor=end_cursor, compress_type=c.compress_type, wait=wait,
+                                                 query=c.query)
+        else:
+            async with self._gate:
+                result = await self.client.pull_logs(c.project, c.logstore, shard, cursor,
+                                                     count=c.max_fetch_groups, end_cursor=end_cursor,
+                                                     compress_type=c.compress_type, query=c.query)
+        if c.query is not None and result.count and result.raw_count_before_query < 0:
+            # the server returned data without saying what it read before the query: it did not evaluate it
+            raise E.ConfigError(f"shard {shard}: the server returned data for the SPL query {c.query!r} without "
+                                f"evaluating it; refusing to deliver unfiltered logs")
+        return result
+
+    async def _check_query(self) -> None:
+        """Refuse at start an SPL query the server cannot evaluate: one pull of count 1 at the first shard's
+        end carries it (the server parses it before reading); an SLS error there is the server's refusal."""
+        c = self.config
+        shards = await self.client.list_shards(c.project, c.logstore)
+        if not shards:
+            return
+        shard = int(shards[0]["shardID"])
+        cursor = await self.client.get_cursor(c.project, c.logstore, shard, "end")
+        try:
+            await self.client.pull_logs(c.project, c.logstore, shard, cursor, count=1, query=c.query)
+        except E.SLSError as exc:
+            raise E.ConfigError(f"{c.project}/{c.logstore}: the server refused the SPL query {c.query!r}: "
+                                f"{exc.error_code}: {exc}") from None
 
     async def _shard_routine(self, state: _Shard) -> None:
         try:
@@ -379,7 +404,9 @@ class AsyncConsumer:
                     await asyncio.sleep(min(delay, 5.0))
                     delay = min(delay * 2, 5.0)
                     continue
-                idle = result.count == 0
+                # an SPL query that kept nothing of a real batch: more may follow at once, so neither idle nor a pause
+                filtered_out = result.count == 0 and result.raw_count_before_query > 0
+                idle = result.count == 0 and not filtered_out
                 if result.count == 0:
                     if end_cursor is not None and _at_or_past(result.next_cursor, end_cursor):
                         state.done_at_end = True
@@ -390,7 +417,7 @@ class AsyncConsumer:
                         self._wake.set()
                         await state.releasing.wait()
                         break
-                    if not c.long_poll:
+                    if not c.long_poll and not filtered_out:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, c.max_poll_interval)
                     cursor = result.next_cursor

@@ -53,6 +53,9 @@ class Source(_Model):
     # CA bundle is given; tls_verify: false turns verification off (never do that across a network)
     ca_bundle: str | None = None
     tls_verify: bool = True
+    # an SPL statement the server evaluates on every pull (e.g. "* | where status = '500'"): the job sees only
+    # what it keeps; the hub and SLS both evaluate it, a server that cannot is refused at start
+    query: str | None = None
 
     @field_validator("endpoint")
     @classmethod

@@ -114,7 +114,7 @@ class Job:
                     make = lambda m=self.monitor, cl=client, p=src.project, ls=ls: m.processor(cl, p, ls)  # noqa: E731
                 cfg = ConsumerConfig(project=src.project, logstore=ls, group=c.group, consumer=consumer_name,
                                      start=str(c.start), end=None if c.end is None else str(c.end),
-                                     heartbeat_interval=c.heartbeat_interval)
+                                     heartbeat_interval=c.heartbeat_interval, query=src.query)
                 if self.metrics is not None:
                     make = self.metrics.wrap(make, client, src.project, ls)
                 consumer = AsyncConsumer(client, cfg, processor=make, budget=budget)

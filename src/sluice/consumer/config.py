@@ -65,8 +65,8 @@ class ConsumerConfig:
     checkpoint for; ``end`` (a time) makes consumption bounded: each shard stops at the cursor of that time.
     ``query`` is an SPL statement the server evaluates on every pull (SLS's rule-based consumption; the hub
     evaluates it too): the handler gets only what it keeps, cursors and checkpoints still move over the raw
-    data. A server that refuses it fails ``start()``; one that answers data without evaluating it stops the
-    shard (never delivers unfiltered logs).
+    data. A server that refuses it fails ``start()``; data a server returns without evaluating it is refused (the
+    shard delivers nothing and logs the error on each retry): never unfiltered logs.
     """
 
     project: str

@@ -14,6 +14,27 @@ from sluice.testing import free_port
 from sluice.wire.loggroup import LogGroup
 from tests._consumers import hash_key_for
 
+# A monitor job with one keyword rule (FATAL, 2 s windows, by host) and a webhook; {extra} adds job-level keys.
+FATAL_JOB = """
+sources:
+  - endpoint: {url}
+    access_key_id: ${{SLS_AK_ID}}
+    access_key_secret: ${{SLS_AK_KEY}}
+    project: {project}
+    logstores: [web]
+group: {group}
+start: begin
+heartbeat_interval: 1
+monitor:
+  rules:
+    - {{name: fatal, keyword: FATAL, window: 2s, group_by: host}}
+  alerters:
+    - webhook: {{url: "{hook}"}}
+  dedup: 0s
+  lateness: 2s
+{extra}
+"""
+
 
 class Hook:
     """A webhook on 127.0.0.1. ``down`` makes it answer 503 (counted in ``refused``); ``alerts`` are the

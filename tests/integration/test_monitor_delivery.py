@@ -28,28 +28,7 @@ from sluice.pipelines.monitor.alerters import EmailAlerter
 from sluice.testing import HubProcess, free_port
 from tests._jobs import JobProc, wait_for
 from tests.conftest import unique
-from tests.integration._monitor import Hook, evaluator_of, put_at
-
-JOB = """
-sources:
-  - endpoint: {url}
-    access_key_id: ${{SLS_AK_ID}}
-    access_key_secret: ${{SLS_AK_KEY}}
-    project: {project}
-    logstores: [web]
-group: {group}
-start: begin
-heartbeat_interval: 1
-monitor:
-  rules:
-    - {{name: fatal, keyword: FATAL, window: 2s, group_by: host}}
-  alerters:
-    - webhook: {{url: "{hook}"}}
-  dedup: 0s
-  lateness: 2s
-{extra}
-"""
-
+from tests.integration._monitor import FATAL_JOB, Hook, evaluator_of, put_at
 
 def _outage(hub: HubProcess, client: Client, tmp_path: Path, jobs: Callable[..., JobProc], outage: float,
             extra: str, back_within: float) -> None:
@@ -62,7 +41,7 @@ def _outage(hub: HubProcess, client: Client, tmp_path: Path, jobs: Callable[...,
     hook = Hook().start()
     hook.down = True
     config = tmp_path / "job.yaml"
-    config.write_text(JOB.format(url=hub.url, project=project, group=group, hook=hook.url, extra=extra))
+    config.write_text(FATAL_JOB.format(url=hub.url, project=project, group=group, hook=hook.url, extra=extra))
     try:
         first = jobs(config, env)
         wait_for(lambda: bool(evaluator_of(client, project, group)) or

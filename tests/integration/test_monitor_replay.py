@@ -16,27 +16,7 @@ from sluice.client import Client
 from sluice.testing import HubProcess
 from tests._jobs import JobProc, wait_for
 from tests.conftest import unique
-from tests.integration._monitor import Hook, alert_tuple, evaluator_of, put_at
-
-JOB = """
-sources:
-  - endpoint: {url}
-    access_key_id: ${{SLS_AK_ID}}
-    access_key_secret: ${{SLS_AK_KEY}}
-    project: {project}
-    logstores: [web]
-group: {group}
-start: begin
-heartbeat_interval: 1
-monitor:
-  rules:
-    - {{name: fatal, keyword: FATAL, window: 2s, group_by: host}}
-  alerters:
-    - webhook: {{url: "{hook}"}}
-  dedup: 0s
-  lateness: 2s
-"""
-
+from tests.integration._monitor import FATAL_JOB, Hook, alert_tuple, evaluator_of, put_at
 
 def _admin(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
     keys = ["--endpoint", hub.url, "--access-key-id", hub.access_key_id, "--access-key-secret",
@@ -61,7 +41,7 @@ def test_checkpoint_show_reset_and_monitor_replay(hub: HubProcess, client: Clien
     group = unique("rep").replace("-", "_")
     hook = Hook().start()
     config = tmp_path / "job.yaml"
-    config.write_text(JOB.format(url=hub.url, project=project, group=group, hook=hook.url))
+    config.write_text(FATAL_JOB.format(url=hub.url, project=project, group=group, hook=hook.url, extra=""))
     try:
         job = jobs(config, env)
         wait_for(lambda: bool(evaluator_of(client, project, group)) or

@@ -25,89 +25,8 @@
 #include <string.h>
 #include <structmember.h>
 
-#define KEY_CACHE 128
+#include "../wire/_pbread.h"
 
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} Cur;
-
-static int bad(const char *what) {
-    PyErr_Format(PyExc_ValueError, "malformed LogGroup: %s", what);
-    return -1;
-}
-
-static int read_varint_slow(Cur *c, uint64_t *out);
-
-/* Field keys, lengths and times are nearly always one byte (a key) or one to three: the common case inline. */
-static inline int read_varint(Cur *c, uint64_t *out) {
-    if (c->p < c->end && *c->p < 0x80) {
-        *out = *c->p++;
-        return 0;
-    }
-    return read_varint_slow(c, out);
-}
-
-static int read_varint_slow(Cur *c, uint64_t *out) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (c->p >= c->end) return bad("truncated varint");
-        uint8_t b = *c->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return bad("varint too long");
-}
-
-static inline int read_key(Cur *c, uint32_t *field, int *wt) {
-    uint64_t k;
-    if (read_varint(c, &k) < 0) return -1;
-    *field = (uint32_t)(k >> 3);
-    *wt = (int)(k & 7);
-    if (*field == 0) return bad("field number 0");
-    return 0;
-}
-
-static inline int read_len(Cur *c, Cur *sub) {
-    uint64_t n;
-    if (read_varint(c, &n) < 0) return -1;
-    if (n > (uint64_t)(c->end - c->p)) return bad("length past the end");
-    sub->p = c->p;
-    sub->end = c->p + n;
-    c->p += n;
-    return 0;
-}
-
-static int skip(Cur *c, int wt) {
-    uint64_t v;
-    Cur sub;
-    switch (wt) {
-    case 0: return read_varint(c, &v);
-    case 1:
-        if (c->end - c->p < 8) return bad("truncated fixed64");
-        c->p += 8;
-        return 0;
-    case 2: return read_len(c, &sub);
-    case 5:
-        if (c->end - c->p < 4) return bad("truncated fixed32");
-        c->p += 4;
-        return 0;
-    default: return bad("unsupported wire type");
-    }
-}
-
-/* str if valid UTF-8, else bytes. New reference. */
-static PyObject *text(const uint8_t *p, Py_ssize_t n) {
-    PyObject *s = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
-    if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        PyErr_Clear();
-        s = PyBytes_FromStringAndSize((const char *)p, n);
-    }
-    return s;
-}
 
 /* Assigning any attribute: the objects are views of the received bytes (see the top of the file). */
 static int read_only(PyObject *self, PyObject *name, PyObject *value) {
@@ -247,25 +166,7 @@ static PyTypeObject LogType = {
 };
 
 /* ------------------------------------------------------------------ decoding */
-typedef struct {
-    const uint8_t *ptr;
-    Py_ssize_t len;
-    PyObject *str; /* owned */
-} CachedKey;
 
-static PyObject *cached_key(CachedKey *cache, Py_ssize_t i, const uint8_t *p, Py_ssize_t n) {
-    if (i < KEY_CACHE) {
-        CachedKey *e = &cache[i];
-        if (e->str != NULL && e->len == n && memcmp(e->ptr, p, (size_t)n) == 0) return Py_NewRef(e->str);
-        PyObject *s = text(p, n);
-        if (s == NULL) return NULL;
-        Py_XSETREF(e->str, Py_NewRef(s));
-        e->ptr = p;
-        e->len = n;
-        return s;
-    }
-    return text(p, n);
-}
 
 static PyObject *new_content(PyObject *key, PyObject *value) { /* steals both */
     ContentObject *c = PyObject_New(ContentObject, &ContentType);

@@ -24,7 +24,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KEY_CACHE 128
+#include "_pbread.h"
+
 
 /* The scans below hop from field header to field header: each hop is a load that depends on the previous
  * one, so on a group not yet in cache every hop waited for memory (a cold 230 kB group scanned at ~1/3 of
@@ -41,83 +42,6 @@
 #define PREFETCH_AHEAD(c, pf) ((void)0)
 #endif
 
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} Cur;
-
-typedef struct {
-    const uint8_t *ptr;
-    Py_ssize_t len;
-    PyObject *str; /* owned */
-} CachedKey;
-
-static int bad(const char *what) {
-    PyErr_Format(PyExc_ValueError, "malformed LogGroup: %s", what);
-    return -1;
-}
-
-static int read_varint(Cur *c, uint64_t *out) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (c->p >= c->end) return bad("truncated varint");
-        uint8_t b = *c->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return bad("varint too long");
-}
-
-/* Reads a field key; returns 0 and sets field/wire type, or -1 with an error set. */
-static int read_key(Cur *c, uint32_t *field, int *wt) {
-    uint64_t k;
-    if (read_varint(c, &k) < 0) return -1;
-    *field = (uint32_t)(k >> 3);
-    *wt = (int)(k & 7);
-    if (*field == 0) return bad("field number 0");
-    return 0;
-}
-
-static int read_len(Cur *c, Cur *sub) {
-    uint64_t n;
-    if (read_varint(c, &n) < 0) return -1;
-    if (n > (uint64_t)(c->end - c->p)) return bad("length past the end");
-    sub->p = c->p;
-    sub->end = c->p + n;
-    c->p += n;
-    return 0;
-}
-
-static int skip(Cur *c, int wt) {
-    uint64_t v;
-    Cur sub;
-    switch (wt) {
-    case 0: return read_varint(c, &v);
-    case 1:
-        if (c->end - c->p < 8) return bad("truncated fixed64");
-        c->p += 8;
-        return 0;
-    case 2: return read_len(c, &sub);
-    case 5:
-        if (c->end - c->p < 4) return bad("truncated fixed32");
-        c->p += 4;
-        return 0;
-    default: return bad("unsupported wire type");
-    }
-}
-
-/* A string field: str if valid UTF-8, else bytes (as the protobuf runtime does for proto2). New reference. */
-static PyObject *text(const uint8_t *p, Py_ssize_t n) {
-    PyObject *s = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
-    if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-        PyErr_Clear();
-        s = PyBytes_FromStringAndSize((const char *)p, n);
-    }
-    return s;
-}
 
 /* Key and Value spans of a Content or LogTag message (last occurrence wins; absent = empty). */
 static int pair(Cur m, Cur *key, Cur *value) {
@@ -135,24 +59,6 @@ static int pair(Cur m, Cur *key, Cur *value) {
     return 0;
 }
 
-static PyObject *cached_key(CachedKey *cache, Py_ssize_t i, const uint8_t *p, Py_ssize_t n) {
-    if (i < KEY_CACHE) {
-        CachedKey *e = &cache[i];
-        if (e->str != NULL && e->len == n && memcmp(e->ptr, p, (size_t)n) == 0) {
-            Py_INCREF(e->str);
-            return e->str;
-        }
-        PyObject *s = text(p, n);
-        if (s == NULL) return NULL;
-        Py_XDECREF(e->str);
-        Py_INCREF(s);
-        e->str = s;
-        e->ptr = p;
-        e->len = n;
-        return s;
-    }
-    return text(p, n);
-}
 
 static int set_span(PyObject *d, PyObject *key, Cur span) {
     PyObject *v = text(span.p, span.end - span.p);

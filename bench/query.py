@@ -267,9 +267,59 @@ async def lag_only(args: argparse.Namespace) -> None:
         f"p99 {r['p99_s']:.2f} s at {str(r['test']).split(' at ')[1]}" for r in rows), extra={"lag_only": True})
 
 
+SPL_WHERE = "* | where status = '500' and method = 'POST'"
+
+
+async def spl_only(args: argparse.Namespace) -> None:
+    """The SPL target alone (#21): the same data as the full run into one unindexed logstore, then PullLogs
+    without a query and with SPL_WHERE, alternated --spl-rounds times; medians of hub MB per CPU second."""
+    n_logs = 20_000 if args.quick else int(LOGS_AT_SCALE_1 * args.scale)
+    per_group = 4096 if not args.quick else 1024
+    distinct = min(64, max(1, n_logs // per_group))
+    base = [encode(make_logs(per_group, s)) for s in range(distinct)]
+    groups = [base[i % distinct] for i in range(max(1, n_logs // per_group))]
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-query-") as tmp:
+        hub = HubProcess(Path(tmp) / "data", host="127.0.0.1", port=free_port())
+        hub.start()
+        t = Transport(hub.url, Credentials(hub.access_key_id, hub.access_key_secret), timeout=300)
+        b = Bench(t, hub)
+        try:
+            await t.request("POST", "/", project="bench", headers=JSON,
+                            body=b'{"projectName": "bench", "description": ""}')
+            await b.logstore("plain", 2, False)
+            queue = list(groups)
+
+            async def worker() -> None:
+                while queue:
+                    await b.put("plain", queue.pop())
+            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            runs: dict[str, list[dict[str, float]]] = {"plain": [], "spl": []}
+            for _ in range(args.spl_rounds):
+                runs["plain"].append(await pull_all(b, "plain", 2, None))
+                runs["spl"].append(await pull_all(b, "plain", 2, SPL_WHERE))
+        finally:
+            await t.aclose()
+            hub.close()
+    med = {k: sorted(v, key=lambda r: r["mb_per_cpu_s"])[len(v) // 2] for k, v in runs.items()}
+    rows.append({"test": "PullLogs, no query", "raw_MB": med["plain"]["raw_mb"], "hub_cpu_s": med["plain"]["hub_cpu_s"],
+                 "MB_per_cpu_s": med["plain"]["mb_per_cpu_s"],
+                 "all_runs": [round(r["mb_per_cpu_s"], 1) for r in runs["plain"]], "target": "(reference)"})
+    rows.append({"test": "PullLogs, SPL where", "raw_MB": med["spl"]["raw_mb"], "out_MB": med["spl"]["out_mb"],
+                 "hub_cpu_s": med["spl"]["hub_cpu_s"], "MB_per_cpu_s": med["spl"]["mb_per_cpu_s"],
+                 "all_runs": [round(r["mb_per_cpu_s"], 1) for r in runs["spl"]], "target": ">= 200 MB/s per core"})
+    report("query", rows, summary=f"SPL only: where {med['spl']['mb_per_cpu_s']:.0f} MB/s per hub CPU-s, plain pull "
+           f"{med['plain']['mb_per_cpu_s']:.0f} (medians of {args.spl_rounds})"
+           + (" [quick]" if args.quick else f" [scale {args.scale}]"),
+           extra={"spl_only": True, "spl": SPL_WHERE, "logs": len(groups) * per_group, "scale": args.scale})
+
+
 async def main_async(args: argparse.Namespace) -> None:
     if args.lag_only:
         await lag_only(args)
+        return
+    if args.spl_only:
+        await spl_only(args)
         return
     n_logs = 20_000 if args.quick else int(LOGS_AT_SCALE_1 * args.scale)
     per_group = 4096 if not args.quick else 1024
@@ -330,7 +380,7 @@ async def main_async(args: argparse.Namespace) -> None:
             scan_ms, _ = await timed(lambda: b.get_logs("plain", "status: 500 and method: POST"), 1)
             rows.append({"test": "same search, no index (scan)", "p50_ms": scan_ms, "target": "(informational)"})
             base_pull = await pull_all(b, "plain", 2, None)
-            spl = await pull_all(b, "plain", 2, "* | where status = '500' and method = 'POST'")
+            spl = await pull_all(b, "plain", 2, SPL_WHERE)
             rows.append({"test": "PullLogs, no query", "raw_MB": base_pull["raw_mb"], "hub_cpu_s": base_pull["hub_cpu_s"],
                          "MB_per_cpu_s": base_pull["mb_per_cpu_s"], "target": "(reference)"})
             rows.append({"test": "PullLogs, SPL where", "raw_MB": spl["raw_mb"], "out_MB": spl["out_mb"],
@@ -368,6 +418,8 @@ def main() -> None:
     p.add_argument("--lag-seconds", type=float, default=10.0)
     p.add_argument("--lag-only", action="store_true", help="only the index lag test (SLUICE_INDEX_HELPER=1 to "
                                                              "decode in a helper process)")
+    p.add_argument("--spl-only", action="store_true", help="only the SPL where on PullLogs against a plain pull")
+    p.add_argument("--spl-rounds", type=int, default=3, help="alternated plain/SPL pulls in --spl-only (median)")
     asyncio.run(main_async(p.parse_args()))
 
 

@@ -167,3 +167,219 @@ def test_any_statement_compiles_or_is_an_sls_error_and_evaluation_never_raises(p
         program.run([dict(r) for r in ROWS] + [{"msg": '{"a": 1}', "x": "7", "__time__": 1}])
     except E.SLSError as exc:  # e.g. regexp_extract naming a group the pattern lacks
         assert exc.error_code == "ParameterInvalid"
+
+
+# ---------------------------------------------------------------- the C where (hub/query/_splscan.c)
+# The C scanner must give the same bytes as the Python path (closures over decoded rows) for every statement,
+# and the logs both keep must be the ones a brute-force evaluation of the where's meaning keeps.
+
+import math  # noqa: E402
+
+from sluice.hub.query import spl as spl_module  # noqa: E402
+from sluice.wire.loggroup import encode_varint, split_groups  # noqa: E402
+
+
+def test_the_c_scanner_is_built() -> None:
+    assert spl_module._splscan is not None, "sluice.hub.query._splscan was not built; pip install -e . compiles it"
+
+
+@pytest.mark.parametrize("spl, native", [
+    ("* | where status = '500' and method = 'POST'", True),
+    ("* | where cast(status as bigint) >= 500 or ms is null", True),
+    ("* | where msg like '%full%' and not status in ('200', 404)", True),
+    ("* | where try_cast(ms as double) between 1 and 20.5", True),
+    ("* | where __time__ > 10 and __topic__ != 't' | where status <> '200'", True),
+    ("* | where status = '500' | extend x = '1'", True),
+    ("* | where msg like 'no_such%'", False),  # '_' is one character: the closures' RE2
+    ("* | where regexp_like(msg, 'a+')", False),
+    ("* | where lower(method) = 'get'", False),
+    ("* | where \"__tag__:host\" = 'h1'", False),
+    ("* | where status", False),
+    ("* | extend x = '1' | where x = '1'", False),
+])
+def test_which_wheres_run_in_c(spl: str, native: bool) -> None:
+    assert (compile_spl(spl).native_where is not None) is native
+
+
+def _raw_group(logs: list[list[tuple[bytes, bytes]]], topic: bytes = b"t", times: list[int] | None = None,
+               tag: bool = True) -> bytes:
+    """A LogGroup written by hand, so keys/values may be any bytes (invalid UTF-8, duplicate keys)."""
+    def ld(field: int, payload: bytes) -> bytes:
+        return bytes([field << 3 | 2]) + encode_varint(len(payload)) + payload
+    out = []
+    for i, log in enumerate(logs):
+        body = b"\x08" + encode_varint((times or [])[i] if times else 100 + i)
+        body += b"".join(ld(2, ld(1, k) + ld(2, v)) for k, v in log)
+        out.append(ld(1, body))
+    out.append(ld(3, topic) + ld(4, b"src"))
+    if tag:
+        out.append(ld(6, ld(1, b"host") + ld(2, b"h1")))
+    return b"".join(out)
+
+
+def _both_paths(spl: str, body: bytes) -> tuple[bytes, int]:
+    program = compile_spl(spl)
+    native = apply_to_groups(program, body)
+    python = apply_to_groups(program, body, native=False)
+    assert native == python, spl
+    return native
+
+
+def _kept_rows(out: bytes) -> list[dict]:
+    rows = []
+    for g in split_groups(out):
+        rows.extend(spl_module._decode_logs(bytes(g)))
+    return rows
+
+
+VALUES = ["500", "50", "5.0", "-3", "1e3", " 7", "1_0", "abc", "", "x%y", "POST", "pöst", "\u0663", "1.5", ".5",
+          "inf", "nan", "-0", "12abc", "99999999999999999999", "9007199254740993", "5.", "+5", "a\x1fb"]
+BAD_UTF8 = [b"\xff", b"5\xc3", b"ab\xed\xa0\x80"]
+FIELD_NAMES = ["a", "b", "n"]
+
+
+def _sql_lit(v: object) -> str:
+    return "'" + str(v).replace("'", "''") + "'" if isinstance(v, str) else str(v)
+
+
+LITS = st.one_of(st.sampled_from(VALUES).map(_sql_lit),
+                 st.sampled_from(["5", "500", "1.5", "0", "1e3", "99999999999999999999", "1e999", ".5"]))
+OPERANDS = st.one_of(st.sampled_from(FIELD_NAMES + ["__time__", "__topic__"]),
+                     st.builds(lambda f, t: f"cast({f} as {t})", st.sampled_from(FIELD_NAMES),
+                               st.sampled_from(["bigint", "double", "varchar"])))
+PATTERNS = st.sampled_from(["%0", "5%", "%b%", "x%y", "%", "", "p%st", "%5%0%", "a_c", "abc", "%ö%"])
+
+
+def _atom() -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.builds(lambda a, op, b: f"{a} {op} {b}", OPERANDS, st.sampled_from(["=", "!=", "<>", "<", "<=", ">", ">="]),
+                  LITS),
+        st.builds(lambda b, op, a: f"{b} {op} {a}", LITS, st.sampled_from(["=", "<", ">="]), OPERANDS),
+        st.builds(lambda f, neg, p: f"{f} {neg}like {_sql_lit(p)}", st.sampled_from(FIELD_NAMES + ["__topic__"]),
+                  st.sampled_from(["", "not "]), PATTERNS),
+        st.builds(lambda f, neg: f"{f} is {neg}null", OPERANDS, st.sampled_from(["", "not "])),
+        st.builds(lambda f, neg, xs: f"{f} {neg}in ({', '.join(xs)})", OPERANDS, st.sampled_from(["", "not "]),
+                  st.lists(LITS, min_size=1, max_size=3)),
+        st.builds(lambda f, lo, hi: f"{f} between {lo} and {hi}", OPERANDS, LITS, LITS),
+        st.sampled_from(["lower(a) = 'abc'", "regexp_like(b, '^5')"]),  # not C: the whole where runs in Python
+    )
+
+
+WHERES = st.recursive(_atom(), lambda inner: st.one_of(
+    st.builds(lambda x, op, y: f"({x}) {op} ({y})", inner, st.sampled_from(["and", "or"]), inner),
+    st.builds(lambda x: f"not ({x})", inner)), max_leaves=4)
+LOG_VALUES = st.one_of(st.sampled_from(VALUES).map(str.encode), st.sampled_from(BAD_UTF8))
+LOGS = st.lists(st.lists(st.tuples(st.sampled_from([n.encode() for n in FIELD_NAMES] + [b"__topic__", b"\xff"]),
+                                   LOG_VALUES), max_size=4), min_size=1, max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(LOGS, st.sampled_from([b"t", b"500", b"p\xc3\xb6st"])), min_size=1, max_size=3),
+       WHERES, st.sampled_from(["", " | where a is not null", " | extend z = 'q'"]))
+def test_c_where_equals_python_path(groups, where: str, tail: str) -> None:  # type: ignore[no-untyped-def]
+    """Random groups (duplicate keys, missing fields, numbers in every spelling, invalid UTF-8) and random
+    where clauses: the C scanner's output is byte for byte the Python path's."""
+    body = frame_groups([_raw_group(logs, topic) for logs, topic in groups])
+    _both_paths(f"* | where {where}{tail}", body)
+
+
+def _num(v: object) -> float | int | None:
+    """Brute force: text is a number when Python's int() or float() reads a finite one from it."""
+    if v is None:
+        return None
+    if isinstance(v, int):
+        return v
+    t = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    for conv in (int, float):
+        try:
+            x = conv(t)
+        except ValueError:
+            continue
+        return x if math.isfinite(x) else None
+    return None
+
+
+def _text(v: str | bytes) -> str:
+    """Text as SPL sees it: a value that is not valid UTF-8 is read with replacement characters."""
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+
+def _brute(cond: tuple, row: dict) -> bool | None:  # type: ignore[type-arg]
+    """The meaning of a few where forms, written out per row (three-valued)."""
+    kind = cond[0]
+    if kind == "eq":  # field = 'text'
+        v = row.get(cond[1])
+        return None if v is None else v == cond[2]
+    if kind == "num":  # field > number
+        x = _num(row.get(cond[1]))
+        return None if x is None else x > cond[2]
+    if kind == "like":  # field like 'pre%'
+        v = row.get(cond[1])
+        return None if v is None else _text(v).startswith(cond[2])
+    if kind == "null":
+        return row.get(cond[1]) is None
+    a, b = _brute(cond[1], row), _brute(cond[2], row)
+    if kind == "and":
+        return False if a is False or b is False else None if a is None or b is None else True
+    return True if a is True or b is True else None if a is None or b is None else False
+
+
+def _text_of(cond: tuple) -> str:  # type: ignore[type-arg]
+    kind = cond[0]
+    if kind == "eq":
+        return f"{cond[1]} = {_sql_lit(cond[2])}"
+    if kind == "num":
+        return f"{cond[1]} > {cond[2]}"
+    if kind == "like":
+        return f"{cond[1]} like {_sql_lit(cond[2] + '%')}"
+    if kind == "null":
+        return f"{cond[1]} is null"
+    return f"({_text_of(cond[1])}) {kind} ({_text_of(cond[2])})"
+
+
+SIMPLE = st.recursive(st.one_of(
+    st.tuples(st.just("eq"), st.sampled_from(FIELD_NAMES), st.sampled_from(["500", "POST", "", "pöst"])),
+    st.tuples(st.just("num"), st.sampled_from(FIELD_NAMES), st.sampled_from([0, 5, 100, -3])),
+    st.tuples(st.just("like"), st.sampled_from(FIELD_NAMES), st.sampled_from(["5", "p", ""])),
+    st.tuples(st.just("null"), st.sampled_from(FIELD_NAMES))),
+    lambda inner: st.tuples(st.sampled_from(["and", "or"]), inner, inner), max_leaves=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(LOGS, min_size=1, max_size=3), SIMPLE)
+def test_c_where_equals_brute_force(groups, cond) -> None:  # type: ignore[no-untyped-def]
+    body = frame_groups([_raw_group(logs) for logs in groups])
+    assert compile_spl(f"* | where {_text_of(cond)}").native_where is not None
+    out, n = _both_paths(f"* | where {_text_of(cond)}", body)
+    every = [r for g in groups for r in spl_module._decode_logs(_raw_group(g))]
+    assert _kept_rows(out) == [r for r in every if _brute(cond, r) is True]
+
+
+def test_c_where_keeps_stored_bytes_and_group_fields() -> None:
+    a = _raw_group([[(b"s", b"500"), (b"x", b"1")], [(b"s", b"200")], [(b"s", b"500")]], topic=b"t1")
+    b = _raw_group([[(b"s", b"200")]], topic=b"t2")
+    c = _raw_group([[(b"s", b"500")]], topic=b"t3")
+    out, n = _both_paths("* | where s = '500'", frame_groups([a, b, c]))
+    groups = [bytes(g) for g in split_groups(out)]
+    assert n == 2 and groups[1] == c  # a group whose logs all pass: byte for byte
+    assert groups[0] == _raw_group([[(b"s", b"500"), (b"x", b"1")], [(b"s", b"500")]], topic=b"t1",
+                                   times=[100, 102])  # the dropped log's bytes are gone, nothing else moved
+    assert _both_paths("* | where s = '404'", frame_groups([a, b, c])) == (b"", 0)
+    out, n = _both_paths("* | where s = '500' | extend y = s || '!' | project y", frame_groups([a, c]))
+    assert [r["y"] for r in _kept_rows(out)] == ["500!", "500!", "500!"]
+
+
+def test_c_where_hands_python_what_only_python_judges() -> None:
+    """Values whose reading needs Python (whitespace or '_' in a number, non-ASCII digits, invalid UTF-8 in
+    a text comparison) and malformed groups go to the Python evaluator for their group; the answer is its."""
+    odd = _raw_group([[(b"n", b" 7")], [(b"n", b"1_0")], [(b"n", "\u0663".encode())], [(b"n", b"4")]])
+    out, _ = _both_paths("* | where n > 3", frame_groups([odd]))
+    assert [r["n"] for r in _kept_rows(out)] == [" 7", "1_0", "4"]
+    bad = _raw_group([[(b"n", b"\xff")], [(b"n", b"a")]])
+    out, _ = _both_paths("* | where n < 'b'", frame_groups([bad]))
+    assert [r["n"] for r in _kept_rows(out)] == ["a"]  # b'\xff' reads as '\ufffd', which is > 'b'
+    out, _ = _both_paths("* | where n > 'b'", frame_groups([bad]))
+    assert [r["n"] for r in _kept_rows(out)] == [b"\xff"]
+    broken = b"\x0a\x05\x08\x01\x12\x05\x0a"  # a Logs field whose Content runs past the log
+    good = _raw_group([[(b"n", b"9")]])
+    assert _both_paths("* | where n > 3", frame_groups([broken, good]))[1] == 1

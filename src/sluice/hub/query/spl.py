@@ -38,6 +38,10 @@ try:  # the C decoder (src/sluice/wire/_logdecode.c); the protobuf fallback give
     from ...wire._logdecode import logs_span as _logs_span
 except ImportError:  # pragma: no cover - where the extension is not built
     _group_logs = _logs_span = None
+try:  # the C where (src/sluice/hub/query/_splscan.c); the Python path gives the same bytes
+    from . import _splscan
+except ImportError:  # pragma: no cover - where the extension is not built
+    _splscan = None  # type: ignore[assignment]
 
 __all__ = ["Program", "compile_spl", "apply_to_groups", "MAX_SPL_BYTES", "MAX_SPL_STAGES", "FUNCTIONS"]
 
@@ -350,6 +354,13 @@ class Program:
     rewrites: bool = False
     """True when a stage changes rows (anything but ``where``): output is re-encoded from the rows."""
     names: list[str] = field(default_factory=list)
+    lead_wheres: int = 0
+    """How many ``where`` stages open the statement (the part :data:`native_where` evaluates)."""
+    native_where: Any = None
+    """Those leading ``where`` stages compiled for the C scanner (``_splscan``), when every one of them is a
+    form it evaluates exactly as the closures do; None otherwise (or without the extension)."""
+    rest: "Program | None" = None
+    """The stages after the leading ``where``s (None when there are none): run in Python on what C kept."""
 
     def run(self, rows: list[Row]) -> list[Row]:
         for stage in self.stages:
@@ -739,8 +750,233 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
                        names=[c[0] for c in commands])
 
 
-def _is_meta(key: str) -> bool:
-    return key in META_KEYS or key.startswith("__tag__:")
+# ------------------------------------------------------------------ the C scanner's form of a where
+
+# node and mode numbers of _splscan.c
+_N_AND, _N_OR, _N_NOT, _N_CONST, _N_CMP, _N_NULL, _N_LIKE, _N_IN = range(8)
+_M_STRICT, _M_TEXT, _M_NUM, _M_BIGINT, _M_DOUBLE = range(5)
+_OPS = {"=": 0, "==": 0, "!=": 1, "<>": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_KINDS = {"__time__": 1, "__topic__": 2, "__source__": 3}
+_NULL = 2  # R_NULL
+_INT64 = 1 << 63
+
+
+class _NotNative(Exception):
+    """The where uses something the C scanner does not evaluate; the closures do it."""
+
+
+class _NativeWhere(Transformer):  # type: ignore[type-arg]
+    """lark tree of a where's expression -> the node form of _splscan.c, for the forms whose semantics it
+    reproduces exactly (comparisons of a field, or a cast of one, with a literal; like with '%' only;
+    is [not] null; [not] in; between; and/or/not). Anything else raises :class:`_NotNative`.
+
+    Operands are ("field", (kind, name)), ("cast", castmode, (kind, name)) or ("lit", value); predicates
+    ("pred", nested spec)."""
+
+    def __default__(self, data: Any, children: Any, meta: Any) -> Any:
+        raise _NotNative(str(data))
+
+    def fieldname(self, items: list[Token]) -> str:
+        return _Compiler.fieldname(self, items)  # type: ignore[arg-type]
+
+    def ref(self, items: list[str]) -> tuple[str, Any]:
+        name = items[0]
+        if name.startswith("__tag__:"):
+            raise _NotNative("tags")  # a tag overrides a content of the same name: left to the decoder
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotNative("name") from None
+        return "field", (_KINDS.get(name, 0), name)
+
+    def string(self, items: list[Token]) -> tuple[str, Any]:
+        value = _unquote(items[0], "'")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotNative("literal") from None
+        return "lit", value
+
+    def number(self, items: list[Token]) -> tuple[str, Any]:
+        return "lit", _Compiler.number(self, items)[2]  # type: ignore[arg-type]
+
+    def neg(self, items: list[Any]) -> tuple[str, Any]:
+        kind, value = items[0]
+        num = _num(value) if kind == "lit" and not isinstance(value, bool) else None
+        if num is None:
+            raise _NotNative("neg")
+        return "lit", -num  # the closures' -_num(literal): a number
+
+    def cast(self, items: list[Any]) -> tuple[str, Any]:
+        (kind, key), type_name = items[0], str(items[1]).lower()
+        if kind != "field":
+            raise _NotNative("cast")
+        if type_name in ("bigint", "integer", "int"):
+            return "cast", (_M_BIGINT, key)
+        if type_name in ("double", "real"):
+            return "cast", (_M_DOUBLE, key)
+        if type_name == "varchar" and key[0] != 1:  # the text of a str is itself
+            return "field", key
+        raise _NotNative("cast")
+
+    @staticmethod
+    def _operand(x: Any) -> tuple[tuple[int, str], int]:
+        """(field key, castmode) of a field or cast operand."""
+        if x[0] == "field":
+            return x[1], _M_NUM
+        if x[0] == "cast":
+            return x[1][1], x[1][0]
+        raise _NotNative("operand")
+
+    @staticmethod
+    def _pred(x: Any) -> Any:
+        if x[0] != "pred":
+            raise _NotNative("not a predicate")
+        return x[1]
+
+    @classmethod
+    def _generic(cls, op: str, a: Any, b: Any) -> Any:
+        """spl.py's _compare(op, operand, literal) as a node (either side may be the literal)."""
+        if a[0] == "lit" and b[0] != "lit":
+            a, b, op = b, a, _FLIP.get(op, op)
+        if b[0] != "lit" or a[0] == "lit":
+            raise _NotNative("compare")
+        key, castmode = cls._operand(a)
+        lit = b[1]
+        if isinstance(lit, bool) or lit is None:
+            raise _NotNative("literal")
+        if castmode != _M_NUM or key[0] == 1 or isinstance(lit, (int, float)):  # numeric comparison
+            num = _num(lit)
+            if num is None:
+                return (_N_CONST, _NULL)
+            if isinstance(num, int) and not -_INT64 <= num < _INT64:
+                raise _NotNative("integer literal")
+            return (_N_CMP, key, castmode, _OPS[op], num)
+        return (_N_CMP, key, _M_TEXT, _OPS[op], lit.encode())
+
+    def compare(self, items: list[Any]) -> tuple[str, Any]:
+        a, op, b = items[0], str(items[1]), items[2]
+        if a[0] == "field" and b[0] == "lit" and isinstance(b[1], str) and op in ("=", "==", "!=", "<>"):
+            if a[1][0] == 1:
+                raise _NotNative("__time__ = text")  # an int never equals a str there: not worth a form
+            return "pred", (_N_CMP, a[1], _M_STRICT, _OPS[op], b[1].encode())  # the closures' `x == lit`
+        return "pred", self._generic(op, a, b)
+
+    def compare_eq(self, items: list[Any]) -> tuple[str, Any]:
+        return self.compare([items[0], "=", items[1]])
+
+    def like(self, items: list[Any], negate: bool = False) -> tuple[str, Any]:
+        a, b = items
+        if a[0] != "field" or a[1][0] == 1 or b[0] != "lit" or not isinstance(b[1], str) or "_" in b[1]:
+            raise _NotNative("like")
+        return "pred", (_N_LIKE, a[1], int(negate), tuple(p.encode() for p in b[1].split("%")))
+
+    def not_like(self, items: list[Any]) -> tuple[str, Any]:
+        return self.like(items, negate=True)
+
+    def is_null(self, items: list[Any], negate: bool = False) -> tuple[str, Any]:
+        key, castmode = self._operand(items[0])
+        return "pred", (_N_NULL, key, castmode, int(negate))
+
+    def is_not_null(self, items: list[Any]) -> tuple[str, Any]:
+        return self.is_null(items, negate=True)
+
+    def in_(self, items: list[Any], negate: bool = False) -> tuple[str, Any]:
+        key, castmode = self._operand(items[0])
+        options = []
+        for o in items[1:]:
+            node = self._generic("=", items[0], o)
+            if node[0] == _N_CMP:
+                options.append((node[2], node[4]))  # a literal that is no number never equals: left out
+        return "pred", (_N_IN, key, castmode, int(negate), tuple(options))
+
+    def not_in(self, items: list[Any]) -> tuple[str, Any]:
+        return self.in_(items, negate=True)
+
+    def between(self, items: list[Any]) -> tuple[str, Any]:
+        return "pred", (_N_AND, self._generic(">=", items[0], items[1]), self._generic("<=", items[0], items[2]))
+
+    def and_(self, items: list[Any]) -> tuple[str, Any]:
+        return "pred", (_N_AND, self._pred(items[0]), self._pred(items[1]))
+
+    def or_(self, items: list[Any]) -> tuple[str, Any]:
+        return "pred", (_N_OR, self._pred(items[0]), self._pred(items[1]))
+
+    def not_(self, items: list[Any]) -> tuple[str, Any]:
+        return "pred", (_N_NOT, self._pred(items[0]))
+
+
+def native_spec(tree: Any) -> tuple[list[tuple[int, bytes]], list[tuple[Any, ...]], int] | None:
+    """The leading ``where`` commands of a parsed statement as _splscan.compile's arguments (fields, nodes in
+    post-order) and how many wheres that is; None when there is none or one is not a native form."""
+    commands = tree.children[1:]
+    spec = None
+    count = 0
+    for cmd in commands:
+        if getattr(cmd, "data", None) != "where":
+            break
+        try:
+            kind, one = _NativeWhere().transform(cmd.children[0])
+        except _NotNative:  # from __default__ (lark does not wrap it)
+            return None
+        except VisitError as exc:
+            if isinstance(exc.orig_exc, (_NotNative, E.SLSError, ValueError)):
+                return None
+            raise
+        if kind != "pred":
+            return None
+        spec = one if spec is None else (_N_AND, spec, one)
+        count += 1
+    if spec is None:
+        return None
+    fields: dict[tuple[int, str], int] = {}
+    nodes: list[tuple[Any, ...]] = []
+
+    def emit(node: tuple[Any, ...]) -> int:
+        t = node[0]
+        if t in (_N_AND, _N_OR):
+            a, b = emit(node[1]), emit(node[2])
+            nodes.append((t, a, b))
+        elif t == _N_NOT:
+            a = emit(node[1])
+            nodes.append((t, a))
+        elif t == _N_CONST:
+            nodes.append(node)
+        else:
+            f = fields.setdefault(node[1], len(fields))
+            nodes.append((t, f) + tuple(node[2:]))
+        return len(nodes) - 1
+
+    emit(spec)
+    return [(k, name.encode()) for (k, name) in fields], nodes, count
+
+
+def _attach_native(program: Program, tree: Any) -> None:
+    """Fills the program's lead_wheres, rest and (where the C scanner can run them) native_where."""
+    names = program.names
+    lead = 0
+    while lead < len(names) and names[lead] == "where":
+        lead += 1
+    program.lead_wheres = lead
+    if lead and lead < len(names):
+        program.rest = Program(text=program.text, stages=program.stages[lead:], rewrites=True, names=names[lead:])
+    if _splscan is None or not lead:
+        return
+    spec = native_spec(tree)
+    if spec is None or spec[2] != lead:
+        return
+    fields, nodes, _ = spec
+    if len(fields) > 64 or len(nodes) > 4096:
+        return
+    try:
+        program.native_where = _splscan.compile(fields, nodes)
+    except (ValueError, TypeError, OverflowError):
+        program.native_where = None
+
+
+def _is_meta(key: str | bytes) -> bool:
+    return key in META_KEYS or (isinstance(key, str) and key.startswith("__tag__:"))
 
 
 @lru_cache(maxsize=256)
@@ -766,6 +1002,7 @@ def compile_spl(text: str) -> Program:
     if not isinstance(program, Program):
         raise E.ParameterInvalid("invalid query: expected '* | <command> ...'")
     program.text = text
+    _attach_native(program, tree)
     return program
 
 
@@ -802,11 +1039,11 @@ def _encode_log(row: Row) -> bytes:
     t = _num(row.get("__time__")) or 0
     parts = [b"\x08", encode_varint(max(0, int(t)) & 0xFFFFFFFF)]
     for k, v in row.items():
-        if v is None or k in META_KEYS or k.startswith("__tag__:"):
+        if v is None or k in META_KEYS or (isinstance(k, str) and k.startswith("__tag__:")):
             continue
         head = _KEY_HEADS.get(k)
-        if head is None:
-            kb = k.encode("utf-8", "surrogatepass")
+        if head is None:  # a key that is not valid UTF-8 is bytes (as the decoder gives it): written as it came
+            kb = k.encode("utf-8", "surrogatepass") if isinstance(k, str) else bytes(k)
             head = b"\x0a" + _varint(len(kb)) + kb
             if len(_KEY_HEADS) < 4096:
                 _KEY_HEADS[k] = head
@@ -838,10 +1075,42 @@ def _rebuild_group(group: bytes | memoryview, rows: list[Row]) -> bytes:
     return msg.SerializeToString() + logs  # protobuf merges repeated fields in any order
 
 
-def apply_to_groups(program: Program, body: bytes) -> tuple[bytes, int]:
+def apply_to_groups(program: Program, body: bytes, native: bool = True) -> tuple[bytes, int]:
     """Run ``program`` over a LogGroupList body (stored groups, framed); returns the output LogGroupList
     and its number of groups. Groups left with no logs are dropped; a group whose logs all pass an
-    unchanging statement (only ``where``) is passed on byte for byte."""
+    unchanging statement (only ``where``) is passed on byte for byte, one whose logs pass in part is passed
+    without the others' bytes. With the C scanner (``native``, when the statement's leading ``where``s allow
+    it) those wheres run without decoding a log; the rest of the statement runs in Python on what they kept.
+    Both paths give the same bytes (tests/unit/test_spl.py)."""
+    if native and program.native_where is not None and _splscan is not None:
+        res = _splscan.where(program.native_where, body, program.needles,
+                             lambda group: _where_group(program, group))
+        if res is not None:
+            out, n = res
+            if program.rest is None or not n:
+                return out, n
+            return _apply_python(program.rest, out)
+    return _apply_python(program, body)
+
+
+def _where_group(program: Program, group: bytes) -> bytes | None:
+    """The leading ``where`` stages over one group in Python: a group the C scanner leaves to Python (a value
+    only Python can judge, or a malformed group). The group, the group without the dropped logs, or None."""
+    try:
+        rows = _decode_logs(group)
+    except ValueError:
+        return None  # as _apply_python: a damaged stored group is skipped
+    kept = rows
+    for stage in program.stages[:program.lead_wheres]:
+        if not kept:
+            break
+        kept = stage(kept)
+    if not kept:
+        return None
+    return group if len(kept) == len(rows) else _select_logs(group, rows, kept)
+
+
+def _apply_python(program: Program, body: bytes) -> tuple[bytes, int]:
     out: list[bytes] = []
     for view in split_groups(body):
         group = bytes(view)
@@ -860,7 +1129,10 @@ def apply_to_groups(program: Program, body: bytes) -> tuple[bytes, int]:
                 kept = stage(kept)
             if not kept:
                 continue
-            out.append(group if not program.rewrites and len(kept) == n else _rebuild_group(group, kept))
+            if program.rewrites:
+                out.append(_rebuild_group(group, kept))
+            else:
+                out.append(group if len(kept) == n else _select_logs(group, rows, kept))
             continue
         kept = program.run(rows)
         if not kept:
@@ -885,56 +1157,60 @@ def _eq_filter(rows: list[Row], pairs: tuple[tuple[str, str], ...]) -> list[Row]
 
 
 def _log_fields(group: bytes) -> list[tuple[int, int]] | None:
-    """(start, end) of each Logs field (tag, length and message) of a group, in order, if they are
-    contiguous; None otherwise (then the group is re-encoded)."""
+    """(start, end) of each Logs field (key, length and message) of a group, in order; None when the group's
+    top level cannot be walked (then the group is re-encoded)."""
     spans: list[tuple[int, int]] = []
     pos, end = 0, len(group)
-    last_end = -1
-    while pos < end:
-        start = pos
-        key = group[pos]
-        if key & 0x80:
-            return None  # a multi-byte field key: not one of LogGroup's
-        pos += 1
-        wire = key & 7
-        if wire == 2:
-            length = shift = 0
-            while True:
-                b = group[pos]
-                pos += 1
-                length |= (b & 0x7F) << shift
-                if not b & 0x80:
-                    break
-                shift += 7
-            pos += length
-        elif wire == 0:
-            while group[pos] & 0x80:
-                pos += 1
-            pos += 1
-        elif wire == 5:
-            pos += 4
-        elif wire == 1:
-            pos += 8
-        else:
-            return None
-        if key == 0x0A:
-            if spans and last_end != start:
+    try:
+        while pos < end:
+            start = pos
+            key, pos = _varint_at(group, pos)
+            wire = key & 7
+            if wire == 2:
+                length, pos = _varint_at(group, pos)
+                pos += length
+            elif wire == 0:
+                _, pos = _varint_at(group, pos)
+            elif wire == 5:
+                pos += 4
+            elif wire == 1:
+                pos += 8
+            else:
                 return None
-            spans.append((start, pos))
-            last_end = pos
+            if key == 0x0A:
+                spans.append((start, pos))
+    except IndexError:
+        return None
     return spans if pos == end else None
 
 
+def _varint_at(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
 def _select_logs(group: bytes, rows: list[Row], kept: list[Row]) -> bytes:
-    """The group with only the kept logs, their bytes copied as stored (only ``where`` ran: nothing to
-    re-encode, and fields such as Time_ns survive)."""
+    """The group without the Logs fields of the logs ``where`` dropped, everything else (the kept logs' bytes,
+    topic, source, tags, their order) as stored: nothing to re-encode, fields such as Time_ns survive, and
+    the C scanner writes the same bytes."""
     spans = _log_fields(group)
     if spans is None or len(spans) != len(rows):
         return _rebuild_group(group, kept)
     ids = {id(r) for r in kept}
-    first, last = spans[0][0], spans[-1][1]
-    body = b"".join(group[a:b] for (a, b), r in zip(spans, rows) if id(r) in ids)
-    return group[:first] + body + group[last:]
+    parts: list[bytes] = []
+    at = 0
+    for (a, b), r in zip(spans, rows):
+        if id(r) not in ids:
+            parts.append(group[at:a])
+            at = b
+    parts.append(group[at:])
+    return b"".join(parts)
 
 
 def evaluate_rows(text: str, rows: Iterable[Row]) -> list[Row]:

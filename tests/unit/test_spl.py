@@ -233,7 +233,7 @@ def _kept_rows(out: bytes) -> list[dict]:
 
 
 VALUES = ["500", "50", "5.0", "-3", "1e3", " 7", "1_0", "abc", "", "x%y", "POST", "pöst", "\u0663", "1.5", ".5",
-          "inf", "nan", "-0", "12abc", "99999999999999999999", "9007199254740993", "5.", "+5", "a\x1fb"]
+          "inf", "nan", "-0", "12abc", "99999999999999999999", "9007199254740993", "5.", "+5", "a\x1fb", "\ufffd"]
 BAD_UTF8 = [b"\xff", b"5\xc3", b"ab\xed\xa0\x80"]
 FIELD_NAMES = ["a", "b", "n"]
 
@@ -380,6 +380,9 @@ def test_c_where_hands_python_what_only_python_judges() -> None:
     assert [r["n"] for r in _kept_rows(out)] == ["a"]  # b'\xff' reads as '\ufffd', which is > 'b'
     out, _ = _both_paths("* | where n > 'b'", frame_groups([bad]))
     assert [r["n"] for r in _kept_rows(out)] == [b"\xff"]
+    out, _ = _both_paths("* | where cast(n as varchar) = '\ufffd'", frame_groups([bad]))  # text, not `==`
+    assert [r["n"] for r in _kept_rows(out)] == [b"\xff"]
+    assert _both_paths("* | where n = '\ufffd'", frame_groups([bad])) == (b"", 0)  # bytes never == a str
     broken = b"\x0a\x05\x08\x01\x12\x05\x0a"  # a Logs field whose Content runs past the log
     good = _raw_group([[(b"n", b"9")]])
     assert _both_paths("* | where n > 3", frame_groups([broken, good]))[1] == 1

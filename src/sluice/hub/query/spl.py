@@ -771,8 +771,8 @@ class _NativeWhere(Transformer):  # type: ignore[type-arg]
     reproduces exactly (comparisons of a field, or a cast of one, with a literal; like with '%' only;
     is [not] null; [not] in; between; and/or/not). Anything else raises :class:`_NotNative`.
 
-    Operands are ("field", (kind, name)), ("cast", castmode, (kind, name)) or ("lit", value); predicates
-    ("pred", nested spec)."""
+    Operands are ("field", (kind, name)), ("text", (kind, name)) (a cast to varchar), ("cast", (castmode,
+    (kind, name))) or ("lit", value); predicates ("pred", nested spec)."""
 
     def __default__(self, data: Any, children: Any, meta: Any) -> Any:
         raise _NotNative(str(data))
@@ -810,20 +810,20 @@ class _NativeWhere(Transformer):  # type: ignore[type-arg]
 
     def cast(self, items: list[Any]) -> tuple[str, Any]:
         (kind, key), type_name = items[0], str(items[1]).lower()
-        if kind != "field":
+        if kind not in ("field", "text"):
             raise _NotNative("cast")
         if type_name in ("bigint", "integer", "int"):
             return "cast", (_M_BIGINT, key)
         if type_name in ("double", "real"):
             return "cast", (_M_DOUBLE, key)
-        if type_name == "varchar" and key[0] != 1:  # the text of a str is itself
-            return "field", key
+        if type_name == "varchar" and key[0] != 1:  # the text of a str is itself (compared as text, not `==`)
+            return "text", key
         raise _NotNative("cast")
 
     @staticmethod
     def _operand(x: Any) -> tuple[tuple[int, str], int]:
         """(field key, castmode) of a field or cast operand."""
-        if x[0] == "field":
+        if x[0] in ("field", "text"):
             return x[1], _M_NUM
         if x[0] == "cast":
             return x[1][1], x[1][0]
@@ -868,7 +868,7 @@ class _NativeWhere(Transformer):  # type: ignore[type-arg]
 
     def like(self, items: list[Any], negate: bool = False) -> tuple[str, Any]:
         a, b = items
-        if a[0] != "field" or a[1][0] == 1 or b[0] != "lit" or not isinstance(b[1], str) or "_" in b[1]:
+        if a[0] not in ("field", "text") or a[1][0] == 1 or b[0] != "lit" or not isinstance(b[1], str) or "_" in b[1]:
             raise _NotNative("like")
         return "pred", (_N_LIKE, a[1], int(negate), tuple(p.encode() for p in b[1].split("%")))
 

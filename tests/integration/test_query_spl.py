@@ -127,3 +127,41 @@ def test_sdk_consumer_group_with_spl(hub, sdk, project, logstore) -> None:  # ty
         worker.shutdown()
         worker.join(15)  # the SDK's threads finish their last checkpoint while the hub is still up
     assert sorted(r["i"] for r in seen) == ["1", "3", "4"] and all(set(r) == {"i"} for r in seen)
+
+
+def test_c_where_through_the_hub_equals_brute_force(sdk, project, logstore) -> None:  # type: ignore[no-untyped-def]
+    """The where forms the hub runs in C (hub/query/_splscan.c), through the SDK: the logs that arrive are
+    those a per-log evaluation of the statement's meaning keeps, in order, with their group fields."""
+    import random
+
+    from sluice.hub.query.spl import compile_spl
+
+    rng = random.Random(7)
+    rows = [{"status": rng.choice(["200", "404", "500", "503", " 500", "5e2", "abc"]),
+             "method": rng.choice(["GET", "POST", "PUT"]), "path": rng.choice(["/api/a", "/b", "/api/ö"]),
+             "i": str(i)} for i in range(300)]
+    for k in range(0, 300, 50):  # six groups of 50 logs
+        _put(sdk, project, logstore, [{kk: v for kk, v in r.items() if not (kk == "method" and int(r["i"]) % 7 == 0)}
+                                      for r in rows[k:k + 50]], topic="web")
+
+    def number(v: str) -> float | None:
+        try:
+            return float(v)
+        except ValueError:
+            return None
+
+    cases = {
+        "* | where status = '500' and method = 'POST'": lambda r: r["status"] == "500" and r.get("method") == "POST",
+        "* | where cast(status as double) >= 500 and path like '/api%'":
+            lambda r: (number(r["status"]) or 0) >= 500 and r["path"].startswith("/api"),
+        "* | where method is null or status in ('404', 'abc')":
+            lambda r: "method" not in r or r["status"] in ("404", "abc"),
+        "* | where not method = 'GET' and __topic__ = 'web'": lambda r: r.get("method") not in (None, "GET"),
+    }
+    for spl, keep in cases.items():
+        assert compile_spl(spl).native_where is not None, spl
+        logs, raw_groups, _ = _pull_all(sdk, project, logstore, spl)
+        expect = [r["i"] for r in rows
+                  if keep({kk: v for kk, v in r.items() if not (kk == "method" and int(r["i"]) % 7 == 0)})]
+        assert [log["i"] for log in logs] == expect, spl
+        assert raw_groups == 6 and all(log["__topic__"] == "web" for log in logs)

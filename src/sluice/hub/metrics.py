@@ -7,20 +7,23 @@ A scrape is built off the event loop (#19.3): ``render`` takes the live consumer
 coordinators are not thread-safe; one number per group), then writes the text on a worker thread. The
 request counters (a few series) go through prometheus-client; the per-logstore PutLogs counters and the
 per-shard and per-group state, thousands of series on a big hub, are written directly (``metrics_text.py``:
-~10x cheaper than prometheus-client's sample objects).
+~10x cheaper than prometheus-client's sample objects), and kept between scrapes line by line: a scrape compares
+the hub's rows with the previous scrape's and writes again only what changed (at 10,000 shards ~4 ms of CPU
+in-process when a few logstores changed, was ~30 ms writing every line from cached pieces).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from .metrics_text import GroupKey, counter_text, state_text, take_state
+from .metrics_text import CounterLines, GroupKey, StateLines
 
 if TYPE_CHECKING:
     from .coordinators import Coordinators
@@ -45,14 +48,18 @@ class HubMetrics:
                                 registry=self.registry)
         self.bytes_out = Counter("sluice_hub_sent_bytes", "Response body bytes sent (compressed)",
                                  registry=self.registry)
-        # Per logstore: in a registry of their own, written by counter_text (not prometheus-client's writer).
+        # Per logstore: in a registry of their own, written by CounterLines (not prometheus-client's writer).
         self._per_logstore = CollectorRegistry()
         self.logs_in = Counter("sluice_hub_logs_written", "Logs accepted by PutLogs", list(_LS),
                                registry=self._per_logstore)
         self.raw_in = Counter("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
                               list(_LS), registry=self._per_logstore)
-        self._heads: dict[str, dict[tuple[str, ...], Any]] = {"logs": {}, "raw": {}}  # counter_text's caches
-        self._shard_heads: dict[tuple[str, str], Any] = {}  # state_text's per-logstore cache
+        # The previous scrape's text, line by line (metrics_text.py); one scrape at a time writes it.
+        self._lock = threading.Lock()
+        self._counters = [CounterLines("sluice_hub_logs_written", "Logs accepted by PutLogs", self.logs_in, _LS),
+                          CounterLines("sluice_hub_raw_bytes_written",
+                                       "Uncompressed LogGroup bytes accepted by PutLogs", self.raw_in, _LS)]
+        self._state = StateLines()
 
     async def render(self, executor: Executor | None = None) -> bytes:
         """The scrape: consumer counts on the loop, the rest on ``executor`` (a worker thread)."""
@@ -74,10 +81,7 @@ class HubMetrics:
                 gc.enable()
 
     def _text(self, members: Mapping[GroupKey, int]) -> bytes:
-        parts = [generate_latest(self.registry).decode(),
-                 counter_text("sluice_hub_logs_written", "Logs accepted by PutLogs", self.logs_in, _LS,
-                              self._heads["logs"]),
-                 counter_text("sluice_hub_raw_bytes_written", "Uncompressed LogGroup bytes accepted by PutLogs",
-                              self.raw_in, _LS, self._heads["raw"]),
-                 state_text(take_state(self.store), members, self._shard_heads)]
-        return "".join(parts).encode()
+        with self._lock:
+            parts = [generate_latest(self.registry)] + [c.text() for c in self._counters]
+            parts.append(self._state.text(self.store, members))
+            return b"".join(parts)  # one copy of the body (~0.3 ms at 10,000 shards)

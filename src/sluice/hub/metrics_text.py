@@ -15,11 +15,11 @@ per-logstore counters no longer carry a ``_created`` series (half of their text,
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..wire import errors as E
 
-__all__ = ["counter_text", "escape_label", "state_text", "StateSnapshot", "take_state"]
+__all__ = ["CounterLines", "StateLines", "counter_text", "escape_label", "state_text", "StateSnapshot", "take_state"]
 
 GroupKey = tuple[str, str, str]
 # (project, logstore, [(shard id, status, bytes stored, begin_seq, end_seq)], [(group, {shard id: checkpoint seq})])
@@ -162,3 +162,213 @@ def _logstore_text(project: str, name: str, shards: list[tuple[int, str, int, in
 
 def _family(name: str, help_text: str, lines: Iterable[str]) -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} gauge\n" + "".join(lines)
+
+
+# ============================================================================================ between scrapes
+# What a running hub uses (#19.3): the text of the previous scrape is kept line by line with the values it was
+# written from, so a scrape costs a few C-level comparisons over the hub's rows plus the lines that changed, not
+# the formatting (or even the Python-level walk) of every shard. ``counter_text``/``state_text`` above write the
+# same text from scratch: the tests hold the two to the same output.
+
+ShardRow = tuple[str, str, int, str, int, int, int]
+_FAMILIES = (
+    ("sluice_hub_shard_bytes", "Bytes of LogGroups stored per shard"),
+    ("sluice_hub_shard_log_groups", "LogGroups retained per shard"),
+    ("sluice_hub_consumer_lag_log_groups", "LogGroups between a consumer group's checkpoint and the end of the shard"),
+    ("sluice_hub_consumers", "Live consumers per consumer group"),
+    ("sluice_hub_consumer_groups", "Consumer groups per logstore"),
+)
+
+
+class CounterLines:
+    """A labelled prometheus Counter's ``<name>_total`` family (as ``counter_text``), kept between scrapes.
+
+    A scrape reads every child's number into one list (children are MutexValues: their ``_value`` read without
+    their lock, as ``_read``) and compares it with the previous list in one C-level comparison; only lines whose
+    number changed are rewritten, and the family's bytes are re-joined only then. Children added or removed
+    since (the key list differs) rebuild the index, reusing the label text of the known ones. Not thread-safe:
+    one scrape at a time (``HubMetrics`` holds a lock)."""
+
+    def __init__(self, name: str, help_text: str, counter: Any, labelnames: tuple[str, ...]) -> None:
+        self.name, self.counter, self.labelnames = name, counter, labelnames
+        self._header = f"# HELP {name}_total {help_text}\n# TYPE {name}_total counter\n"
+        self._keys: list[tuple[str, ...]] = []
+        self._children: list[Any] = []  # the children's value objects, in the table's order
+        self._fast = True  # every value object keeps a plain number in ``_value``
+        self._heads: list[str] = []
+        self._numbers: list[Any] = []
+        self._lines: list[str] = []
+        self._bytes: bytes | None = None
+
+    def text(self) -> bytes:
+        table = getattr(self.counter, "_metrics", {})
+        with self.counter._lock:
+            keys = list(table)
+            if keys != self._keys:
+                self._reindex(keys, [table[k]._value for k in keys])
+        if self._fast:
+            numbers = [v._value for v in self._children]
+        else:
+            numbers = [_read(v) for v in self._children]
+        if numbers != self._numbers:
+            old = self._numbers
+            lines, heads = self._lines, self._heads
+            for i, number in enumerate(numbers):
+                if number != old[i]:
+                    lines[i] = f"{heads[i]}{float(number)!r}\n"
+            self._numbers = numbers
+            self._bytes = None
+        if self._bytes is None:
+            self._bytes = (self._header + "".join(self._lines)).encode()
+        return self._bytes
+
+    def _reindex(self, keys: list[tuple[str, ...]], children: list[Any]) -> None:
+        known = dict(zip(self._keys, self._heads))
+        self._keys, self._children = keys, children
+        self._fast = all(isinstance(getattr(v, "_value", None), (int, float)) for v in children)
+        self._heads = [known.get(k) or "{}_total{{{}}} ".format(
+            self.name, ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(self.labelnames, k))) for k in keys]
+        self._numbers = [None] * len(keys)  # every line rewritten by the caller
+        self._lines = [""] * len(keys)
+        self._bytes = None
+
+
+def take_groups(store: Any) -> dict[tuple[str, str], list[tuple[str, dict[int, int]]]]:
+    """Each logstore's consumer groups with their checkpoint sequence numbers (as ``take_state``)."""
+    groups: dict[tuple[str, str], list[tuple[str, dict[int, int]]]] = {}
+    for project, name, group in store.group_keys():
+        try:
+            _, _, checkpoints = store.group_snapshot(project, name, group)
+        except E.SLSError:  # deleted since the keys were taken
+            continue
+        groups.setdefault((project, name), []).append((group, {sid: cp.seq for sid, cp in checkpoints.items()}))
+    return groups
+
+
+class StateLines:
+    """The five state families (the samples of ``state_text(take_state(store), members)``), kept between scrapes.
+
+    The per-shard families hold one line per row of ``Store.shard_rows()``, in that order (series order within
+    a family means nothing to Prometheus), each line its label text (cached by shard and status) plus its
+    number. A scrape compares the new rows with the previous ones in one C-level list comparison and, when
+    they differ, walks them once rewriting only the lines that changed; a row whose shard or status changed
+    (a logstore created or deleted, a split) just gets its label text again. The consumer families are
+    written per logstore that has groups, again only for logstores whose shards, groups or live consumers
+    changed; the groups-per-logstore family per logstore. Nothing is joined again unless a line changed. Not
+    thread-safe: one scrape at a time (``HubMetrics`` holds a lock)."""
+
+    def __init__(self) -> None:
+        self._rows: list[ShardRow] = []
+        self._bytes_lines: list[str] = []
+        self._groups_lines: list[str] = []
+        self._heads: dict[tuple[str, str, int, str], tuple[str, str]] = {}  # shard -> its two families' labels
+        self._idx: dict[tuple[str, str], list[int]] | None = None  # logstore -> its rows' places, when needed
+        self._keys: list[tuple[str, str]] | None = None
+        self._key_set: set[tuple[str, str]] = set()
+        self._ngroups: dict[tuple[str, str], int] = {}
+        self._ngroups_lines: list[str] = []
+        self._groups: dict[tuple[str, str], list[tuple[str, dict[int, int]]]] = {}
+        self._counts: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._consumer_text: dict[tuple[str, str], tuple[str, str]] = {}  # logstore -> (lag lines, consumer lines)
+        self._family: list[bytes | None] = [None] * len(_FAMILIES)
+        self._bytes: bytes | None = None
+
+    def text(self, store: Any, members: Mapping[GroupKey, int]) -> bytes:
+        keys = store.logstore_keys()
+        rows = store.shard_rows()
+        groups = take_groups(store)
+        counts = {k: tuple(members.get((k[0], k[1], g), 0) for g, _ in gl) for k, gl in groups.items()}
+        touched = self._shard_lines(rows)
+        self._logstore_lines(keys, groups)
+        self._consumer_lines(rows, groups, counts, touched)
+        if self._bytes is None:
+            for f, lines in enumerate((self._bytes_lines, self._groups_lines, None, None, self._ngroups_lines)):
+                if self._family[f] is None:
+                    if lines is None:  # the consumer families, from their per-logstore text
+                        lines = [self._consumer_text[k][f - 2] for k in groups if k in self._key_set]
+                    self._family[f] = _family(*_FAMILIES[f], lines).encode()
+            self._bytes = b"".join(self._family)  # type: ignore[arg-type]
+        return self._bytes
+
+    def _changed(self, f: int) -> None:
+        self._family[f] = None
+        self._bytes = None
+
+    def _shard_lines(self, rows: list[ShardRow]) -> set[tuple[str, str]] | None:
+        """Rewrite the lines of the rows that changed; the logstores they belong to (None: every logstore)."""
+        old = self._rows
+        if len(rows) != len(old):  # shards added or removed: every line afresh (labels from the cache)
+            self._bytes_lines = [""] * len(rows)
+            self._groups_lines = [""] * len(rows)
+            changed: Iterable[int] = range(len(rows))
+            self._idx = None
+            touched = None
+        elif rows == old:
+            return set()
+        else:
+            changed = [i for i, (new, was) in enumerate(zip(rows, old)) if new != was]
+            touched = set()
+        self._rows = rows
+        if len(self._heads) > 2 * len(rows) + 1024:
+            self._heads.clear()  # labels of deleted shards
+        heads, blines, glines = self._heads, self._bytes_lines, self._groups_lines
+        for n, i in enumerate(changed):
+            if n % 4096 == 4095:
+                _pause()
+            project, name, sid, status, nbytes, begin, end = rows[i]
+            head = heads.get((project, name, sid, status))
+            if head is None:
+                base = f'project="{escape_label(project)}",logstore="{escape_label(name)}",shard="{sid}"'
+                head = heads[(project, name, sid, status)] = (f'sluice_hub_shard_bytes{{{base},status="{status}"}} ',
+                                                              f"sluice_hub_shard_log_groups{{{base}}} ")
+            blines[i] = f"{head[0]}{nbytes}\n"
+            glines[i] = f"{head[1]}{end - begin}\n"
+            if touched is not None:
+                if i < len(old) and old[i][:3] != (project, name, sid):
+                    self._idx, touched = None, None  # a shard moved: the logstores' row places change
+                else:
+                    touched.add((project, name))
+        if changed:
+            self._changed(0)
+            self._changed(1)
+        return touched
+
+    def _logstore_lines(self, keys: list[tuple[str, str]], groups: dict[tuple[str, str], list[Any]]) -> None:
+        """The groups-per-logstore family, one line per logstore (every logstore, with or without shards)."""
+        ngroups = {k: len(gl) for k, gl in groups.items()}
+        if keys == self._keys and ngroups == self._ngroups:
+            return
+        if keys != self._keys:
+            self._keys, self._key_set = keys, set(keys)
+            self._consumer_text.clear()  # a logstore gone or back: its consumer lines are written again
+            self._changed(2)
+            self._changed(3)
+        self._ngroups = ngroups
+        self._ngroups_lines = [
+            f'sluice_hub_consumer_groups{{project="{escape_label(p)}",logstore="{escape_label(n)}"}} '
+            f"{ngroups.get((p, n), 0)}\n" for p, n in keys]
+        self._changed(4)
+
+    def _consumer_lines(self, rows: list[ShardRow], groups: dict[tuple[str, str], list[tuple[str, dict[int, int]]]],
+                        counts: dict[tuple[str, str], tuple[int, ...]], touched: set[tuple[str, str]] | None) -> None:
+        """Lag per (group, shard) and live consumers per group, per logstore with groups."""
+        text = self._consumer_text
+        redo = [k for k in groups if k not in text or (touched is None or k in touched)
+                or groups[k] != self._groups.get(k) or counts[k] != self._counts.get(k)]
+        gone = [k for k in text if k not in groups]
+        self._groups, self._counts = groups, counts
+        if not redo and not gone:
+            return
+        for k in gone:
+            del text[k]
+        if redo and self._idx is None:
+            idx: dict[tuple[str, str], list[int]] = {}
+            for i, row in enumerate(rows):
+                idx.setdefault((row[0], row[1]), []).append(i)
+            self._idx = idx
+        for k in redo:
+            shards = [rows[i][2:] for i in self._idx.get(k, ())]  # type: ignore[union-attr]
+            chunks = _logstore_text(k[0], k[1], shards, groups[k], counts[k])  # type: ignore[arg-type]
+            text[k] = (chunks[2], chunks[3])
+        self._changed(2)
+        self._changed(3)

@@ -3,8 +3,9 @@ SDK's protobuf ``LogGroupList`` / ``LogGroup`` / ``Log`` / ``Content``, built fr
 
 Why not the protobuf runtime: a program written for the SDK walks ``log_group.Logs[i].Contents[j].Key``;
 on the runtime every step of that walk creates a wrapper or a new str, and the walk was the whole cost of
-seed 002's handler. Here a group's logs are decoded in one C pass (``_sdklogs.c``) into small read-only
-objects whose attributes are slot reads, the key strings shared between logs; the header (Topic, Source,
+seed 002's handler. Here ``.Logs`` is a read-only C sequence over the group's bytes (``_sdklogs.c``) whose
+small read-only Log/Content objects (attributes are slot reads, key strings shared between logs) are built
+as the handler reads them, and refilled in place when it has let go of them; the header (Topic, Source,
 LogTags) comes from the cheap header scan of ``wire.batch`` and no log is decoded for a handler that only
 routes by topic and forwards (seed 004). ``SerializeToString()`` returns the received bytes.
 
@@ -25,7 +26,7 @@ from ..wire.loggroup import split_groups
 
 try:  # the C decoder (src/sluice/client/_sdklogs.c), built at install where a compiler is available
     from ._sdklogs import Content as _Content
-    from ._sdklogs import decode_logs as _decode_logs
+    from ._sdklogs import Logs as _decode_logs  # Logs(buf): the group's logs, built when read
 except ImportError:  # pragma: no cover - exercised where the extension is not built
     _Content = _decode_logs = None
 

@@ -550,6 +550,23 @@ static int kv_pair(Cur m, Cur *key, Cur *value) {
     return 0;
 }
 
+/* kv_pair with the common shape inline: Key then Value, each with a one-byte length, and nothing else (what
+every SDK writes). Anything else takes the general walk. */
+static inline int content_kv(Cur m, Cur *key, Cur *value) {
+    const uint8_t *p = m.p, *e = m.end;
+    if (e - p >= 4 && p[0] == 0x0A && p[1] < 0x80 && e - p - 2 >= (Py_ssize_t)p[1] + 2) {
+        const uint8_t *ke = p + 2 + p[1];
+        if (ke[0] == 0x12 && ke[1] < 0x80 && ke + 2 + ke[1] == e) {
+            key->p = p + 2;
+            key->end = ke;
+            value->p = ke + 2;
+            value->end = e;
+            return 0;
+        }
+    }
+    return kv_pair(m, key, value);
+}
+
 typedef struct {
     Py_ssize_t *drop; /* pairs (start, end) of dropped Logs fields, offsets in the group */
     Py_ssize_t ndrop, cap;
@@ -616,11 +633,12 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
                     if (read_varint(&sub, &time) < 0) goto malformed;
                 } else if (lf == 2 && lwt == 2) {
                     Cur content, k, v;
-                    if (read_len(&sub, &content) < 0 || kv_pair(content, &k, &v) < 0) goto malformed;
+                    if (read_len(&sub, &content) < 0 || content_kv(content, &k, &v) < 0) goto malformed;
                     Py_ssize_t kn = k.end - k.p;
                     for (int j = 0; j < pr->nfields; j++) {
                         const Field *fd = &pr->fields[j];
-                        if (fd->len == kn && fd->kind == K_CONTENT && memcmp(fd->name, k.p, (size_t)kn) == 0) {
+                        if (fd->len == kn && fd->kind == K_CONTENT && (kn == 0 || fd->name[0] == (char)k.p[0]) &&
+                            memcmp(fd->name, k.p, (size_t)kn) == 0) {
                             vals[j].p = v.p;
                             vals[j].n = v.end - v.p;
                             vals[j].present = 1;

@@ -87,6 +87,18 @@ class Bench:
         self.hub = hub
         self.proc = psutil.Process(hub.proc.pid)  # type: ignore[union-attr]
 
+    def cpu(self) -> tuple[float, float]:
+        """(hub process, its indexing thread) CPU seconds so far; the thread is found by its OS name."""
+        index = 0.0
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                if (task / "comm").read_text().strip() == "sluice-index":
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                    index += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, ValueError, IndexError):
+                continue
+        return sum(self.proc.cpu_times()[:2]), index
+
     async def put(self, ls: str, raw: bytes) -> None:
         body = compress(raw, "lz4")
         await self.t.request("POST", f"/logstores/{ls}/shards/lb", project="bench", body=body, retry=False,
@@ -169,6 +181,7 @@ async def index_lag(b: Bench, rate_mb: float, seconds: float, ls: str = "lag") -
                 break
             await asyncio.sleep(0.05)
 
+    cpu0 = b.cpu()
     poll = asyncio.create_task(poller())
     t_start = time.perf_counter()
     stop = t_start + seconds
@@ -196,9 +209,12 @@ async def index_lag(b: Bench, rate_mb: float, seconds: float, ls: str = "lag") -
     elapsed = time.perf_counter() - t_start
     done = True
     await poll
+    cpu1 = b.cpu()
     values = [lags.get(m, float("inf")) for m in put_at]
-    return {"achieved_mb_per_s": sent * len(group) / MB / elapsed, "markers": len(values),
-            "p50_s": percentile(values, 50), "p99_s": percentile(values, 99), "max_s": max(values)}
+    mb = sent * len(group) / MB
+    return {"achieved_mb_per_s": mb / elapsed, "markers": len(values),
+            "p50_s": percentile(values, 50), "p99_s": percentile(values, 99), "max_s": max(values),
+            "hub_cpu_s_per_mb": (cpu1[0] - cpu0[0]) / mb, "index_cpu_s_per_mb": (cpu1[1] - cpu0[1]) / mb}
 
 
 async def lag_rows(b: Bench, args: argparse.Namespace, rows: list[dict[str, object]]) -> dict[str, float]:
@@ -208,6 +224,7 @@ async def lag_rows(b: Bench, args: argparse.Namespace, rows: list[dict[str, obje
         lag = await index_lag(b, rate, args.lag_seconds if not args.quick else 2, f"lag{k}")
         rows.append({"test": f"index lag at {lag['achieved_mb_per_s']:.1f} MB/s", "markers": lag["markers"],
                      "p50_s": lag["p50_s"], "p99_s": lag["p99_s"], "max_s": lag["max_s"],
+                     "hub_cpu_s_per_MB": lag["hub_cpu_s_per_mb"], "index_cpu_s_per_MB": lag["index_cpu_s_per_mb"],
                      "helper": os.environ.get("SLUICE_INDEX_HELPER", "0") == "1", "target": "p99 < 2 s at 20 MB/s"})
     return lag
 

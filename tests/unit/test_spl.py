@@ -92,6 +92,12 @@ def test_invalid_statements_are_sls_errors(spl: str) -> None:
     assert str(info.value).startswith("invalid query")
 
 
+def test_a_statement_nested_too_deeply_is_an_sls_error() -> None:
+    assert compile_spl("* | where " + "not " * 300 + "a = 'x'").native_where is not None
+    with pytest.raises(E.ParameterInvalid, match="invalid query: the statement nests too deeply"):
+        compile_spl("* | where " + "not " * 2000 + "a = 'x'")  # 8 kB: within the size limit
+
+
 def test_needles_come_from_the_first_where_only() -> None:
     assert compile_spl("* | where a = 'x' and b like '%yy%'").needles == (b"x", b"yy")
     assert compile_spl("* | where a = 'x' or b = 'y'").needles == ()

@@ -963,7 +963,10 @@ def _attach_native(program: Program, tree: Any) -> None:
         program.rest = Program(text=program.text, stages=program.stages[lead:], rewrites=True, names=names[lead:])
     if _splscan is None or not lead:
         return
-    spec = native_spec(tree)
+    try:
+        spec = native_spec(tree)
+    except RecursionError:  # a deeply nested where: the closures manage it, the scanner need not
+        return
     if spec is None or spec[2] != lead:
         return
     fields, nodes, _ = spec
@@ -999,6 +1002,8 @@ def compile_spl(text: str) -> Program:
         raise E.ParameterInvalid(f"invalid query: {exc.orig_exc}") from None
     except LarkError as exc:
         raise E.ParameterInvalid(f"invalid query: {exc}") from None
+    except RecursionError:  # e.g. a thousand nested `not`s: an answer, not a server error
+        raise E.ParameterInvalid("invalid query: the statement nests too deeply") from None
     if not isinstance(program, Program):
         raise E.ParameterInvalid("invalid query: expected '* | <command> ...'")
     program.text = text

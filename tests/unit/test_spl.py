@@ -392,3 +392,25 @@ def test_c_where_hands_python_what_only_python_judges() -> None:
     broken = b"\x0a\x05\x08\x01\x12\x05\x0a"  # a Logs field whose Content runs past the log
     good = _raw_group([[(b"n", b"9")]])
     assert _both_paths("* | where n > 3", frame_groups([broken, good]))[1] == 1
+
+
+def _outcome(spl: str, body: bytes, native: bool) -> object:
+    try:
+        return apply_to_groups(compile_spl(spl), body, native=native)
+    except Exception as exc:  # noqa: BLE001 - the same failure on both paths is what is checked
+        return type(exc).__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6), st.integers(0, 10_000),
+       st.sampled_from(["* | where n > 3 and a != 'x'", "* | where a like '%5%' or __topic__ = 't'",
+                        "* | where cast(n as double) between 1 and 9 | extend q = '1'"]))
+def test_c_where_on_damaged_bytes_answers_as_python(flips, cut: int, spl: str) -> None:  # type: ignore[no-untyped-def]
+    """Flipped bytes and truncation anywhere in a body: the C scanner reads nothing past its buffer and ends
+    as the Python path does (same output, or the same error for a body whose framing is broken)."""
+    body = bytearray(frame_groups([_raw_group([[(b"n", b"5"), (b"a", b"x5")], [(b"n", b"12"), (b"a", b"y")]]),
+                                   _raw_group([[(b"a", b"500")]] * 3, topic=b"u")]))
+    for at, value in flips:
+        body[at % len(body)] = value
+    data = bytes(body[:len(body) - cut % 8])
+    assert _outcome(spl, data, True) == _outcome(spl, data, False)

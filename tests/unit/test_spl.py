@@ -414,3 +414,18 @@ def test_c_where_on_damaged_bytes_answers_as_python(flips, cut: int, spl: str) -
         body[at % len(body)] = value
     data = bytes(body[:len(body) - cut % 8])
     assert _outcome(spl, data, True) == _outcome(spl, data, False)
+
+
+def test_c_where_from_several_threads_at_once() -> None:
+    """Groups of 16 KiB and more are scanned with the GIL released (the hub's reader threads and event loop
+    run meanwhile): concurrent scans give the one-thread answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    logs = [[(b"n", str(i % 13).encode()), (b"a", b"x" * (i % 50))] for i in range(2000)]
+    body = frame_groups([_raw_group(logs[k:k + 500], topic=b"t%d" % k) for k in range(0, 2000, 500)])
+    assert all(len(g) >= 16384 for g in split_groups(body))
+    program = compile_spl("* | where n > 6 and a like '%xx%'")
+    expect = apply_to_groups(program, body, native=False)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: apply_to_groups(program, body), range(32)))
+    assert expect[1] == 4 and all(r == expect for r in results)

@@ -17,8 +17,14 @@ typedef struct {
     const uint8_t *end;
 } Cur;
 
+/* A file that walks buffers with the GIL released defines PBREAD_NO_PYERR before including this header: the
+ * readers then return -1 on malformed input without setting a Python error (the caller reports it). */
 static inline int bad(const char *what) {
+#ifdef PBREAD_NO_PYERR
+    (void)what;
+#else
     PyErr_Format(PyExc_ValueError, "malformed LogGroup: %s", what);
+#endif
     return -1;
 }
 

@@ -29,11 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PBREAD_NO_PYERR /* groups are scanned with the GIL released: readers report errors by -1 alone */
 #include "../../wire/_pbread.h"
 
 #define CAPSULE_NAME "sluice.splscan.pred"
 #define MAX_NODES 4096
 #define MAX_FIELDS 64
+#define GIL_FREE_BYTES 16384 /* groups at least this large are scanned with the GIL released */
 
 enum { K_CONTENT = 0, K_TIME = 1, K_TOPIC = 2, K_SOURCE = 3 };
 enum { N_AND = 0, N_OR = 1, N_NOT = 2, N_CONST = 3, N_CMP = 4, N_NULL = 5, N_LIKE = 6, N_IN = 7 };
@@ -179,12 +181,12 @@ static int parse_num(const uint8_t *p, Py_ssize_t n, Num *out) {
     }
     if (i != n) return R_NULL;
     char small[128];
-    char *buf = n < (Py_ssize_t)sizeof(small) ? small : PyMem_Malloc((size_t)n + 1);
+    char *buf = n < (Py_ssize_t)sizeof(small) ? small : PyMem_RawMalloc((size_t)n + 1); /* no GIL here */
     if (buf == NULL) return R_FALLBACK;
     memcpy(buf, p, (size_t)n);
     buf[n] = 0;
     double d = strtod(buf, NULL);
-    if (buf != small) PyMem_Free(buf);
+    if (buf != small) PyMem_RawFree(buf);
     if (!isfinite(d)) return R_NULL;
     out->is_int = 0;
     out->d = d;
@@ -579,7 +581,7 @@ static int add_drop(Drops *d, Py_ssize_t start, Py_ssize_t end) {
     }
     if (d->ndrop == d->cap) {
         Py_ssize_t cap = d->cap ? d->cap * 2 : 256;
-        Py_ssize_t *p = PyMem_Realloc(d->drop, (size_t)cap * 2 * sizeof(Py_ssize_t));
+        Py_ssize_t *p = PyMem_RawRealloc(d->drop, (size_t)cap * 2 * sizeof(Py_ssize_t)); /* no GIL here */
         if (p == NULL) return -1;
         d->drop = p;
         d->cap = cap;
@@ -593,7 +595,7 @@ static int add_drop(Drops *d, Py_ssize_t start, Py_ssize_t end) {
 enum { G_NONE = 0, G_ALL = 1, G_SOME = 2, G_FALLBACK = 3, G_NOMEM = 4 };
 
 /* Evaluates the predicate over every log of one group; G_SOME leaves the dropped Logs fields in *drops. Any
- * malformed input or a value only Python can judge: G_FALLBACK (no Python error left set). */
+ * malformed input or a value only Python can judge: G_FALLBACK. Runs without the GIL: no Python API here. */
 static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *vals, Drops *drops) {
     Cur g = {base, base + len};
     Cur topic = {base, base}, source = {base, base};
@@ -682,7 +684,6 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
     if (kept == 0) return G_NONE;
     return kept == nlogs ? G_ALL : G_SOME;
 malformed:
-    PyErr_Clear();
     return G_FALLBACK;
 }
 
@@ -766,7 +767,14 @@ static PyObject *where(PyObject *self, PyObject *args) {
             if (nl && memmem(g.p, (size_t)glen, PyBytes_AS_STRING(nb), (size_t)nl) == NULL) skip_group = 1;
         }
         if (skip_group) continue;
-        int r = scan_group(pr, g.p, glen, vals, &drops);
+        int r;
+        if (glen >= GIL_FREE_BYTES) { /* other threads (the event loop, other pulls) run meanwhile */
+            Py_BEGIN_ALLOW_THREADS
+            r = scan_group(pr, g.p, glen, vals, &drops);
+            Py_END_ALLOW_THREADS
+        } else {
+            r = scan_group(pr, g.p, glen, vals, &drops);
+        }
         if (r == G_NOMEM) {
             PyErr_NoMemory();
             goto done;
@@ -813,7 +821,7 @@ framing:
     result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(o.bytes);
-    PyMem_Free(drops.drop);
+    PyMem_RawFree(drops.drop);
     PyBuffer_Release(&view);
     return result;
 }

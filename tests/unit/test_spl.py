@@ -199,7 +199,7 @@ def test_the_c_scanner_is_built() -> None:
     ("* | where msg like 'no_such%'", False),  # '_' is one character: the closures' RE2
     ("* | where regexp_like(msg, 'a+')", False),
     ("* | where lower(method) = 'get'", False),
-    ("* | where \"__tag__:host\" = 'h1'", False),
+    ("* | where \"__tag__:host\" = 'h1'", True),
     ("* | where status", False),
     ("* | extend x = '1' | where x = '1'", False),
 ])
@@ -208,7 +208,7 @@ def test_which_wheres_run_in_c(spl: str, native: bool) -> None:
 
 
 def _raw_group(logs: list[list[tuple[bytes, bytes]]], topic: bytes = b"t", times: list[int] | None = None,
-               tag: bool = True) -> bytes:
+               tags: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """A LogGroup written by hand, so keys/values may be any bytes (invalid UTF-8, duplicate keys)."""
     def ld(field: int, payload: bytes) -> bytes:
         return bytes([field << 3 | 2]) + encode_varint(len(payload)) + payload
@@ -218,8 +218,8 @@ def _raw_group(logs: list[list[tuple[bytes, bytes]]], topic: bytes = b"t", times
         body += b"".join(ld(2, ld(1, k) + ld(2, v)) for k, v in log)
         out.append(ld(1, body))
     out.append(ld(3, topic) + ld(4, b"src"))
-    if tag:
-        out.append(ld(6, ld(1, b"host") + ld(2, b"h1")))
+    for k, v in [(b"host", b"h1")] if tags is None else tags:
+        out.append(ld(6, ld(1, k) + ld(2, v)))
     return b"".join(out)
 
 
@@ -242,6 +242,8 @@ VALUES = ["500", "50", "5.0", "-3", "1e3", " 7", "1_0", "abc", "", "x%y", "POST"
           "inf", "nan", "-0", "12abc", "99999999999999999999", "9007199254740993", "5.", "+5", "a\x1fb", "\ufffd"]
 BAD_UTF8 = [b"\xff", b"5\xc3", b"ab\xed\xa0\x80"]
 FIELD_NAMES = ["a", "b", "n"]
+TAGS = st.lists(st.tuples(st.sampled_from([b"host", b"zone", b"\xff"]), st.sampled_from([b"h1", b"500", b"\xfe"])),
+                max_size=3)
 
 
 def _sql_lit(v: object) -> str:
@@ -250,7 +252,7 @@ def _sql_lit(v: object) -> str:
 
 LITS = st.one_of(st.sampled_from(VALUES).map(_sql_lit),
                  st.sampled_from(["5", "500", "1.5", "0", "1e3", "99999999999999999999", "1e999", ".5"]))
-OPERANDS = st.one_of(st.sampled_from(FIELD_NAMES + ["__time__", "__topic__"]),
+OPERANDS = st.one_of(st.sampled_from(FIELD_NAMES + ["__time__", "__topic__", "__tag__:host", "__tag__:zone"]),
                      st.builds(lambda f, t: f"cast({f} as {t})", st.sampled_from(FIELD_NAMES),
                                st.sampled_from(["bigint", "double", "varchar"])))
 PATTERNS = st.sampled_from(["%0", "5%", "%b%", "x%y", "%", "", "p%st", "%5%0%", "a_c", "abc", "%ö%"])
@@ -275,17 +277,18 @@ WHERES = st.recursive(_atom(), lambda inner: st.one_of(
     st.builds(lambda x, op, y: f"({x}) {op} ({y})", inner, st.sampled_from(["and", "or"]), inner),
     st.builds(lambda x: f"not ({x})", inner)), max_leaves=4)
 LOG_VALUES = st.one_of(st.sampled_from(VALUES).map(str.encode), st.sampled_from(BAD_UTF8))
-LOGS = st.lists(st.lists(st.tuples(st.sampled_from([n.encode() for n in FIELD_NAMES] + [b"__topic__", b"\xff"]),
+LOGS = st.lists(st.lists(st.tuples(st.sampled_from([n.encode() for n in FIELD_NAMES] +
+                                                   [b"__topic__", b"\xff", b"__tag__:zone", b"__tag__:host"]),
                                    LOG_VALUES), max_size=4), min_size=1, max_size=6)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(LOGS, st.sampled_from([b"t", b"500", b"p\xc3\xb6st"])), min_size=1, max_size=3),
+@given(st.lists(st.tuples(LOGS, st.sampled_from([b"t", b"500", b"p\xc3\xb6st"]), TAGS), min_size=1, max_size=3),
        WHERES, st.sampled_from(["", " | where a is not null", " | extend z = 'q'"]))
 def test_c_where_equals_python_path(groups, where: str, tail: str) -> None:  # type: ignore[no-untyped-def]
     """Random groups (duplicate keys, missing fields, numbers in every spelling, invalid UTF-8) and random
     where clauses: the C scanner's output is byte for byte the Python path's."""
-    body = frame_groups([_raw_group(logs, topic) for logs, topic in groups])
+    body = frame_groups([_raw_group(logs, topic, tags=tags) for logs, topic, tags in groups])
     _both_paths(f"* | where {where}{tail}", body)
 
 
@@ -429,3 +432,17 @@ def test_c_where_from_several_threads_at_once() -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: apply_to_groups(program, body), range(32)))
     assert expect[1] == 4 and all(r == expect for r in results)
+
+
+def test_c_where_on_tags() -> None:
+    """`__tag__:<key>` is the group's last tag of that key (it overrides a content of that name), else the
+    content of that name: as the decoder builds the row."""
+    tagged = _raw_group([[(b"__tag__:zone", b"a"), (b"i", b"1")], [(b"i", b"2")]],
+                        tags=[(b"zone", b"z1"), (b"zone", b"z2")])
+    untagged = _raw_group([[(b"__tag__:zone", b"z2"), (b"i", b"3")], [(b"i", b"4")]], tags=[])
+    body = frame_groups([tagged, untagged])
+    assert compile_spl("* | where \"__tag__:zone\" = 'z2'").native_where is not None
+    out, _ = _both_paths("* | where \"__tag__:zone\" = 'z2'", body)
+    assert [r["i"] for r in _kept_rows(out)] == ["1", "2", "3"]
+    out, _ = _both_paths("* | where \"__tag__:zone\" is null", body)
+    assert [r["i"] for r in _kept_rows(out)] == ["4"]

@@ -8,7 +8,7 @@
  * Contents are walked on the wire bytes, and the answer is written as the stored bytes of the kept logs.
  *
  * Exactness: every comparison follows spl.py's rules (text vs numeric comparison, three-valued logic, missing
- * fields are null, last duplicate key wins, __time__/__topic__/__source__ as the decoder sets them). Where a
+ * fields are null, last duplicate key wins, __time__/__topic__/__source__/__tag__:k as the decoder sets them). Where a
  * value would need Python's own parsing to decide (non-ASCII or whitespace around a number, an int beyond
  * 64 bits, text that is not valid UTF-8 in a text comparison or `like`), or the group is malformed, the group
  * is handed to the caller's Python evaluator instead ("fallback"): the answer is then Python's, by
@@ -37,7 +37,8 @@
 #define MAX_FIELDS 64
 #define GIL_FREE_BYTES 16384 /* groups at least this large are scanned with the GIL released */
 
-enum { K_CONTENT = 0, K_TIME = 1, K_TOPIC = 2, K_SOURCE = 3 };
+/* K_TAG: "__tag__:<key>", the group's last LogTag of that key, else the log's content of that full name */
+enum { K_CONTENT = 0, K_TIME = 1, K_TOPIC = 2, K_SOURCE = 3, K_TAG = 4 };
 enum { N_AND = 0, N_OR = 1, N_NOT = 2, N_CONST = 3, N_CMP = 4, N_NULL = 5, N_LIKE = 6, N_IN = 7 };
 /* comparison modes: STRICT is spl.py's `field = 'lit'` (str == str: no decoding needed), TEXT its _compare on
  * text, NUM/BIGINT/DOUBLE numeric comparison of the value as it is / cast(.. as bigint) / cast(.. as double) */
@@ -81,7 +82,7 @@ typedef struct {
 } Field;
 
 typedef struct {
-    int nfields, nnodes, root, need_header;
+    int nfields, nnodes, root, need_header, has_tags;
     Field fields[MAX_FIELDS];
     Node *nodes;
 } Pred;
@@ -518,10 +519,15 @@ static PyObject *compile(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "splscan: malformed field");
             goto fail;
         }
-        if (small_int(PyTuple_GET_ITEM(t, 0), K_CONTENT, K_SOURCE, &pr->fields[f].kind) < 0) goto fail;
+        if (small_int(PyTuple_GET_ITEM(t, 0), K_CONTENT, K_TAG, &pr->fields[f].kind) < 0) goto fail;
         if (copy_bytes(PyTuple_GET_ITEM(t, 1), &pr->fields[f].name, &pr->fields[f].len) < 0) goto fail;
         pr->nfields = (int)f + 1;
-        if (pr->fields[f].kind == K_TOPIC || pr->fields[f].kind == K_SOURCE) pr->need_header = 1;
+        if (pr->fields[f].kind == K_TAG && (pr->fields[f].len < 8 || memcmp(pr->fields[f].name, "__tag__:", 8))) {
+            PyErr_SetString(PyExc_ValueError, "splscan: a tag field's name starts with __tag__:");
+            goto fail;
+        }
+        if (pr->fields[f].kind >= K_TOPIC) pr->need_header = 1;
+        if (pr->fields[f].kind == K_TAG) pr->has_tags = 1;
     }
     for (Py_ssize_t i = 0; i < nn; i++)
         if (make_node(pr, (int)i, PyList_GET_ITEM(nodes, i)) < 0) goto fail;
@@ -599,7 +605,10 @@ enum { G_NONE = 0, G_ALL = 1, G_SOME = 2, G_FALLBACK = 3, G_NOMEM = 4 };
 static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *vals, Drops *drops) {
     Cur g = {base, base + len};
     Cur topic = {base, base}, source = {base, base};
+    Cur tagv[MAX_FIELDS];
+    int tagfound[MAX_FIELDS];
     drops->ndrop = 0;
+    if (pr->has_tags) memset(tagfound, 0, sizeof(tagfound));
     if (pr->need_header) {
         Cur h = g;
         while (h.p < h.end) {
@@ -611,6 +620,19 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
                 if (read_len(&h, &sub) < 0) goto malformed;
                 if (f == 3) topic = sub;
                 else if (f == 4) source = sub;
+                else if (f == 6 && pr->has_tags) { /* the decoder sets __tag__:<key> for each, the last wins */
+                    Cur k, v;
+                    if (kv_pair(sub, &k, &v) < 0) goto malformed;
+                    Py_ssize_t kn = k.end - k.p;
+                    if (text_ok(k.p, kn) == R_FALLBACK) return G_FALLBACK; /* its name would be b'...' */
+                    for (int j = 0; j < pr->nfields; j++) {
+                        const Field *fd = &pr->fields[j];
+                        if (fd->kind == K_TAG && fd->len - 8 == kn && memcmp(fd->name + 8, k.p, (size_t)kn) == 0) {
+                            tagv[j] = v;
+                            tagfound[j] = 1;
+                        }
+                    }
+                }
             } else if (skip(&h, wt) < 0) {
                 goto malformed;
             }
@@ -639,7 +661,8 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
                     Py_ssize_t kn = k.end - k.p;
                     for (int j = 0; j < pr->nfields; j++) {
                         const Field *fd = &pr->fields[j];
-                        if (fd->len == kn && fd->kind == K_CONTENT && (kn == 0 || fd->name[0] == (char)k.p[0]) &&
+                        if (fd->len == kn && (fd->kind == K_CONTENT || fd->kind == K_TAG) &&
+                            (kn == 0 || fd->name[0] == (char)k.p[0]) &&
                             memcmp(fd->name, k.p, (size_t)kn) == 0) {
                             vals[j].p = v.p;
                             vals[j].n = v.end - v.p;
@@ -666,6 +689,13 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
                     vals[j].present = 1;
                     vals[j].p = source.p;
                     vals[j].n = source.end - source.p;
+                    break;
+                case K_TAG:
+                    if (tagfound[j]) { /* the group's tag overrides a content of the same name */
+                        vals[j].present = 1;
+                        vals[j].p = tagv[j].p;
+                        vals[j].n = tagv[j].end - tagv[j].p;
+                    }
                     break;
                 }
             }

@@ -782,13 +782,11 @@ class _NativeWhere(Transformer):  # type: ignore[type-arg]
 
     def ref(self, items: list[str]) -> tuple[str, Any]:
         name = items[0]
-        if name.startswith("__tag__:"):
-            raise _NotNative("tags")  # a tag overrides a content of the same name: left to the decoder
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
             raise _NotNative("name") from None
-        return "field", (_KINDS.get(name, 0), name)
+        return "field", (4 if name.startswith("__tag__:") else _KINDS.get(name, 0), name)  # 4: K_TAG
 
     def string(self, items: list[Token]) -> tuple[str, Any]:
         value = _unquote(items[0], "'")

@@ -238,9 +238,10 @@ def per_request(hub: Hub, path: str, k: int, between: Any = None) -> tuple[float
     return max(0.0, cpu - idle * wall) * 1000 / k, wall * 1000 / k, size, percentile(each, 50)
 
 
-def writes_between_scrapes(hub: Hub, n: int, logstores: int) -> Any:
+def writes_between_scrapes(hub: Hub, n: int, logstores: int, settle: float = 0.5) -> Any:
     """A PutLogs to each of ``n`` logstores (the next ones round the hub each time): what changes between two
-    scrapes of a hub where 1 logstore in 100 is written."""
+    scrapes of a hub where 1 logstore in 100 is written. Then ``settle`` seconds, so that the work the writes
+    set off in the hub (commits, the search indexer's pass) is not counted as the scrape's."""
     from sluice.client import AsyncClient
 
     state = {"next": 0}
@@ -251,7 +252,11 @@ def writes_between_scrapes(hub: Hub, n: int, logstores: int) -> Any:
                                    for j in range(n)))
         state["next"] += n
 
-    return lambda: asyncio.run(put())
+    def between() -> None:
+        asyncio.run(put())
+        time.sleep(settle)
+
+    return between
 
 
 def start_child(kind: str, spec: dict[str, Any]) -> subprocess.Popen[str]:

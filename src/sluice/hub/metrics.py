@@ -82,6 +82,8 @@ class HubMetrics:
 
     def _text(self, members: Mapping[GroupKey, int]) -> bytes:
         with self._lock:
-            parts = [generate_latest(self.registry)] + [c.text() for c in self._counters]
-            parts.append(self._state.text(self.store, members))
-            return b"".join(parts)  # one copy of the body (~0.3 ms at 10,000 shards)
+            parts = [generate_latest(self.registry)]
+            for counter in self._counters:
+                parts += counter.parts()
+            parts += self._state.parts(self.store, members)
+            return b"".join(parts)  # the one copy of the body (~0.3 ms at 10,000 shards)

@@ -167,8 +167,10 @@ def _family(name: str, help_text: str, lines: Iterable[str]) -> str:
 # ============================================================================================ between scrapes
 # What a running hub uses (#19.3): the text of the previous scrape is kept line by line with the values it was
 # written from, so a scrape costs a few C-level comparisons over the hub's rows plus the lines that changed, not
-# the formatting (or even the Python-level walk) of every shard. ``counter_text``/``state_text`` above write the
-# same text from scratch: the tests hold the two to the same output.
+# the formatting (or even the Python-level walk) of every shard. Lines are kept in blocks of encoded bytes, so
+# a changed line costs the re-encoding of its block only, and the body is one join of the blocks (``parts``
+# return them; ``HubMetrics`` joins). ``counter_text``/``state_text`` above write the same samples from scratch:
+# the tests hold the two to the same output.
 
 ShardRow = tuple[str, str, int, str, int, int, int]
 _FAMILIES = (
@@ -178,6 +180,26 @@ _FAMILIES = (
     ("sluice_hub_consumers", "Live consumers per consumer group"),
     ("sluice_hub_consumer_groups", "Consumer groups per logstore"),
 )
+_SHIFT = 8  # 256 lines per block
+
+
+class _Lines:
+    """A family's lines (str, one per series) and their blocks of encoded bytes; ``dirty``: blocks to encode."""
+
+    __slots__ = ("lines", "blocks", "dirty")
+
+    def __init__(self, n: int = 0) -> None:
+        self.lines = [""] * n
+        self.blocks = [b""] * ((n + (1 << _SHIFT) - 1) >> _SHIFT)
+        self.dirty = set(range(len(self.blocks)))
+
+    def encoded(self) -> list[bytes]:
+        if self.dirty:
+            lines, blocks = self.lines, self.blocks
+            for b in self.dirty:
+                blocks[b] = "".join(lines[b << _SHIFT:(b + 1) << _SHIFT]).encode()
+            self.dirty.clear()
+        return self.blocks
 
 
 class CounterLines:
@@ -185,22 +207,23 @@ class CounterLines:
 
     A scrape reads every child's number into one list (children are MutexValues: their ``_value`` read without
     their lock, as ``_read``) and compares it with the previous list in one C-level comparison; only lines whose
-    number changed are rewritten, and the family's bytes are re-joined only then. Children added or removed
-    since (the key list differs) rebuild the index, reusing the label text of the known ones. Not thread-safe:
-    one scrape at a time (``HubMetrics`` holds a lock)."""
+    number changed are rewritten (and their blocks encoded again). Children added or removed since (the key list
+    differs) rebuild the index, reusing the label text of the known ones. Not thread-safe: one scrape at a time
+    (``HubMetrics`` holds a lock)."""
 
     def __init__(self, name: str, help_text: str, counter: Any, labelnames: tuple[str, ...]) -> None:
         self.name, self.counter, self.labelnames = name, counter, labelnames
-        self._header = f"# HELP {name}_total {help_text}\n# TYPE {name}_total counter\n"
+        self._header = f"# HELP {name}_total {help_text}\n# TYPE {name}_total counter\n".encode()
         self._keys: list[tuple[str, ...]] = []
         self._children: list[Any] = []  # the children's value objects, in the table's order
         self._fast = True  # every value object keeps a plain number in ``_value``
         self._heads: list[str] = []
         self._numbers: list[Any] = []
-        self._lines: list[str] = []
-        self._bytes: bytes | None = None
+        self._lines = _Lines()
+        self._parts: list[bytes] | None = None
 
-    def text(self) -> bytes:
+    def parts(self) -> list[bytes]:
+        """The family's text as chunks to join; the same list object while nothing changed."""
         table = getattr(self.counter, "_metrics", {})
         with self.counter._lock:
             keys = list(table)
@@ -212,15 +235,19 @@ class CounterLines:
             numbers = [_read(v) for v in self._children]
         if numbers != self._numbers:
             old = self._numbers
-            lines, heads = self._lines, self._heads
+            lines, dirty, heads = self._lines.lines, self._lines.dirty, self._heads
             for i, number in enumerate(numbers):
                 if number != old[i]:
                     lines[i] = f"{heads[i]}{float(number)!r}\n"
+                    dirty.add(i >> _SHIFT)
             self._numbers = numbers
-            self._bytes = None
-        if self._bytes is None:
-            self._bytes = (self._header + "".join(self._lines)).encode()
-        return self._bytes
+            self._parts = None
+        if self._parts is None:
+            self._parts = [self._header, *self._lines.encoded()]
+        return self._parts
+
+    def text(self) -> bytes:
+        return b"".join(self.parts())
 
     def _reindex(self, keys: list[tuple[str, ...]], children: list[Any]) -> None:
         known = dict(zip(self._keys, self._heads))
@@ -229,8 +256,8 @@ class CounterLines:
         self._heads = [known.get(k) or "{}_total{{{}}} ".format(
             self.name, ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(self.labelnames, k))) for k in keys]
         self._numbers = [None] * len(keys)  # every line rewritten by the caller
-        self._lines = [""] * len(keys)
-        self._bytes = None
+        self._lines = _Lines(len(keys))
+        self._parts = None
 
 
 def take_groups(store: Any) -> dict[tuple[str, str], list[tuple[str, dict[int, int]]]]:
@@ -254,26 +281,27 @@ class StateLines:
     they differ, walks them once rewriting only the lines that changed; a row whose shard or status changed
     (a logstore created or deleted, a split) just gets its label text again. The consumer families are
     written per logstore that has groups, again only for logstores whose shards, groups or live consumers
-    changed; the groups-per-logstore family per logstore. Nothing is joined again unless a line changed. Not
-    thread-safe: one scrape at a time (``HubMetrics`` holds a lock)."""
+    changed; the groups-per-logstore family per logstore. Not thread-safe: one scrape at a time (``HubMetrics``
+    holds a lock)."""
 
     def __init__(self) -> None:
         self._rows: list[ShardRow] = []
-        self._bytes_lines: list[str] = []
-        self._groups_lines: list[str] = []
+        self._nbytes = _Lines()
+        self._ngroups_retained = _Lines()
         self._heads: dict[tuple[str, str, int, str], tuple[str, str]] = {}  # shard -> its two families' labels
         self._idx: dict[tuple[str, str], list[int]] | None = None  # logstore -> its rows' places, when needed
         self._keys: list[tuple[str, str]] | None = None
         self._key_set: set[tuple[str, str]] = set()
         self._ngroups: dict[tuple[str, str], int] = {}
-        self._ngroups_lines: list[str] = []
         self._groups: dict[tuple[str, str], list[tuple[str, dict[int, int]]]] = {}
         self._counts: dict[tuple[str, str], tuple[int, ...]] = {}
         self._consumer_text: dict[tuple[str, str], tuple[str, str]] = {}  # logstore -> (lag lines, consumer lines)
-        self._family: list[bytes | None] = [None] * len(_FAMILIES)
-        self._bytes: bytes | None = None
+        self._tail: list[bytes | None] = [None, None, None]  # the lag, consumers and groups-per-logstore families
+        self._headers = [f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode() for name, help_text in _FAMILIES]
+        self._parts: list[bytes] | None = None
 
-    def text(self, store: Any, members: Mapping[GroupKey, int]) -> bytes:
+    def parts(self, store: Any, members: Mapping[GroupKey, int]) -> list[bytes]:
+        """The five families as chunks to join; the same list object while nothing changed."""
         keys = store.logstore_keys()
         rows = store.shard_rows()
         groups = take_groups(store)
@@ -281,25 +309,23 @@ class StateLines:
         touched = self._shard_lines(rows)
         self._logstore_lines(keys, groups)
         self._consumer_lines(rows, groups, counts, touched)
-        if self._bytes is None:
-            for f, lines in enumerate((self._bytes_lines, self._groups_lines, None, None, self._ngroups_lines)):
-                if self._family[f] is None:
-                    if lines is None:  # the consumer families, from their per-logstore text
-                        lines = [self._consumer_text[k][f - 2] for k in groups if k in self._key_set]
-                    self._family[f] = _family(*_FAMILIES[f], lines).encode()
-            self._bytes = b"".join(self._family)  # type: ignore[arg-type]
-        return self._bytes
+        if self._parts is None:
+            for f in (2, 3):
+                if self._tail[f - 2] is None:
+                    lines = [self._consumer_text[k][f - 2] for k in groups if k in self._key_set]
+                    self._tail[f - 2] = _family(*_FAMILIES[f], lines).encode()
+            self._parts = [self._headers[0], *self._nbytes.encoded(), self._headers[1],
+                           *self._ngroups_retained.encoded(), *self._tail]  # type: ignore[list-item]
+        return self._parts
 
-    def _changed(self, f: int) -> None:
-        self._family[f] = None
-        self._bytes = None
+    def text(self, store: Any, members: Mapping[GroupKey, int]) -> bytes:
+        return b"".join(self.parts(store, members))
 
     def _shard_lines(self, rows: list[ShardRow]) -> set[tuple[str, str]] | None:
         """Rewrite the lines of the rows that changed; the logstores they belong to (None: every logstore)."""
         old = self._rows
         if len(rows) != len(old):  # shards added or removed: every line afresh (labels from the cache)
-            self._bytes_lines = [""] * len(rows)
-            self._groups_lines = [""] * len(rows)
+            self._nbytes, self._ngroups_retained = _Lines(len(rows)), _Lines(len(rows))
             changed: Iterable[int] = range(len(rows))
             self._idx = None
             touched = None
@@ -309,9 +335,12 @@ class StateLines:
             changed = [i for i, (new, was) in enumerate(zip(rows, old)) if new != was]
             touched = set()
         self._rows = rows
+        self._parts = None
         if len(self._heads) > 2 * len(rows) + 1024:
             self._heads.clear()  # labels of deleted shards
-        heads, blines, glines = self._heads, self._bytes_lines, self._groups_lines
+        heads = self._heads
+        blines, glines = self._nbytes.lines, self._ngroups_retained.lines
+        bdirty, gdirty = self._nbytes.dirty, self._ngroups_retained.dirty
         for n, i in enumerate(changed):
             if n % 4096 == 4095:
                 _pause()
@@ -323,14 +352,13 @@ class StateLines:
                                                               f"sluice_hub_shard_log_groups{{{base}}} ")
             blines[i] = f"{head[0]}{nbytes}\n"
             glines[i] = f"{head[1]}{end - begin}\n"
+            bdirty.add(i >> _SHIFT)
+            gdirty.add(i >> _SHIFT)
             if touched is not None:
-                if i < len(old) and old[i][:3] != (project, name, sid):
+                if old[i][:3] != (project, name, sid):
                     self._idx, touched = None, None  # a shard moved: the logstores' row places change
                 else:
                     touched.add((project, name))
-        if changed:
-            self._changed(0)
-            self._changed(1)
         return touched
 
     def _logstore_lines(self, keys: list[tuple[str, str]], groups: dict[tuple[str, str], list[Any]]) -> None:
@@ -341,13 +369,11 @@ class StateLines:
         if keys != self._keys:
             self._keys, self._key_set = keys, set(keys)
             self._consumer_text.clear()  # a logstore gone or back: its consumer lines are written again
-            self._changed(2)
-            self._changed(3)
         self._ngroups = ngroups
-        self._ngroups_lines = [
+        self._tail[2] = _family(*_FAMILIES[4], [
             f'sluice_hub_consumer_groups{{project="{escape_label(p)}",logstore="{escape_label(n)}"}} '
-            f"{ngroups.get((p, n), 0)}\n" for p, n in keys]
-        self._changed(4)
+            f"{ngroups.get((p, n), 0)}\n" for p, n in keys]).encode()
+        self._parts = None
 
     def _consumer_lines(self, rows: list[ShardRow], groups: dict[tuple[str, str], list[tuple[str, dict[int, int]]]],
                         counts: dict[tuple[str, str], tuple[int, ...]], touched: set[tuple[str, str]] | None) -> None:
@@ -370,5 +396,5 @@ class StateLines:
             shards = [rows[i][2:] for i in self._idx.get(k, ())]  # type: ignore[union-attr]
             chunks = _logstore_text(k[0], k[1], shards, groups[k], counts[k])  # type: ignore[arg-type]
             text[k] = (chunks[2], chunks[3])
-        self._changed(2)
-        self._changed(3)
+        self._tail[0] = self._tail[1] = None
+        self._parts = None

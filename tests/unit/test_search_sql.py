@@ -141,3 +141,42 @@ def test_pages_with_ties_in_time_concatenate_to_the_full_order(idx: IndexStore) 
         assert pages == full and len(full) == 60
         times = [int(r["__time__"]) for r in full]
         assert times == sorted(times, reverse=reverse)
+
+
+def test_key_exists_reads_the_column_and_old_rows_from_line(idx: IndexStore, tmp_path: Path) -> None:
+    """``key: *`` on a text key reads its column; rows indexed before the key was added (column NULL) still
+    answer from ``line``, also after a reopen; a key added to an empty index is complete from the start."""
+    spec1 = IndexSpec.from_config(validate({"line": {}, "keys": {"a": {}}}))
+    assert spec1 is not None
+    idx.ensure_keys(spec1)
+    idx.ingest(1, 0, [(0, 0, {"a": "1", "b": "x", "__time__": 5}), (0, 1, {"c": "b", "__time__": 6})], 1)
+    spec2 = IndexSpec.from_config(validate({"line": {}, "keys": {"a": {}, "b": {}, "c": {"type": "long"}}}))
+    assert spec2 is not None
+    idx.ensure_keys(spec2)  # b and c added over existing rows
+    idx.ingest(1, 0, [(1, 0, {"b": "y", "c": "7", "__time__": 7}), (1, 1, {"a": "2", "__time__": 8})], 2)
+
+    def times(query: str, store: IndexStore = idx) -> list[str]:
+        rows = store.search(parse_search(query), spec2, 0, 100, None, 0, 10, False).rows
+        return [r["__time__"] for r in rows]
+
+    assert idx.raw_of("a") == idx.column_of("a")[0]  # complete: the column alone
+    assert "COALESCE" in idx.raw_of("b") and "regexp" in idx.raw_of("c")
+    assert times("a: *") == ["5", "8"] and times("b: *") == ["5", "7"] and times("c: *") == ["6", "7"]
+    assert times("b: x") == [] and times("b: y") == ["7"]  # a key's value search: data indexed since it was added
+    idx.close()
+    again = IndexStore(tmp_path / "p" / "ls.duckdb")
+    try:
+        assert times("a: *", again) == ["5", "8"] and times("b: *", again) == ["5", "7"]
+        assert "COALESCE" in again.raw_of("b") and again.raw_of("a") == again.column_of("a")[0]
+    finally:
+        again.close()
+
+
+def test_a_search_does_not_wait_for_the_writer(idx: IndexStore) -> None:
+    """Queries take their cursors from a reader connection: a batch being written (the writer's lock held)
+    does not hold them up."""
+    spec = IndexSpec.from_config(validate({"line": {}}))
+    assert spec is not None
+    idx.ingest(1, 0, [(0, 0, {"a": "1", "__time__": 5})], 1)
+    with idx._lock:
+        assert idx.search(parse_search("a: 1"), spec, 0, 100, None, 0, 10, False).processed == 1

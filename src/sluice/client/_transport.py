@@ -186,6 +186,26 @@ class Transport:
 
     async def _send_once(self, method: str, resource: str, project: str | None, params: list[tuple[str, str]],
                          extra_headers: Mapping[str, str], body: bytes, timeout: float | None) -> Response:
+        host, port, head, body, target = self.prepare(method, resource, project, params, extra_headers, body)
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                resp = await self._get_pool().request(host, port, head, body)
+        except TimeoutError as exc:
+            raise TransportError(f"{self._what(method, target)}: timed out") from exc
+        except CertificateError as exc:
+            raise ConfigError(
+                f"{self._what(method, target)}: the server's TLS certificate could not be verified ({exc.reason}); "
+                f"give its CA with ca_bundle=PATH (or SSL_CERT_FILE), or tls_verify=False for testing only"
+            ) from exc
+        except HTTPError as exc:
+            raise TransportError(f"{self._what(method, target)}: {exc}") from exc
+        return self.interpret(resp.status, resp.headers, resp.body)
+
+    def prepare(self, method: str, resource: str, project: str | None, params: Sequence[tuple[str, str]],
+                extra_headers: Mapping[str, str], body: bytes) -> tuple[str, int, bytes, bytes, str]:
+        """One request as bytes, signed with the current credentials: (host to connect to, port, head (with
+        a small body inlined), the body still to send after it, request target). Also used by the compat
+        LogClient's blocking writes (client/_blocking.py)."""
         ep = self.endpoint
         headers = {
             "x-log-apiversion": API_VERSION,
@@ -215,19 +235,11 @@ class Transport:
         head = "".join(lines).encode()
         if len(body) <= _INLINE_BODY:
             head, body = head + body, b""
-        try:
-            async with asyncio.timeout(timeout or self.timeout):
-                resp = await self._get_pool().request(ep.connect_host(project), ep.port, head, body)
-        except TimeoutError as exc:
-            raise TransportError(f"{self._what(method, target)}: timed out") from exc
-        except CertificateError as exc:
-            raise ConfigError(
-                f"{self._what(method, target)}: the server's TLS certificate could not be verified ({exc.reason}); "
-                f"give its CA with ca_bundle=PATH (or SSL_CERT_FILE), or tls_verify=False for testing only"
-            ) from exc
-        except HTTPError as exc:
-            raise TransportError(f"{self._what(method, target)}: {exc}") from exc
-        status, rheaders, data = resp.status, resp.headers, resp.body
+        return ep.connect_host(project), ep.port, head, body, target
+
+    @staticmethod
+    def interpret(status: int, rheaders: Mapping[str, str], data: bytes) -> Response:
+        """The ``Response`` of a 200, else the ``SLSError`` the server's error body names."""
         request_id = rheaders.get("x-log-requestid", "")
         if status == 200:
             return Response(status, rheaders, data, request_id)

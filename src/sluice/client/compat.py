@@ -32,6 +32,7 @@ from typing import Any, Callable, Coroutine, Iterable
 
 from ..wire import errors as E
 from ._async import AsyncClient, PullResult
+from ._blocking import BlockingConnection, ExchangeFailed
 
 __all__ = [
     "LogClient",
@@ -594,6 +595,7 @@ class LogClient:
         self._credentials.auth_version, self._credentials.region = auth_version, region or None
         self._local = threading.local()
         self._loops: list[tuple[asyncio.AbstractEventLoop, AsyncClient]] = []  # per-thread, for close()
+        self._conns: list[BlockingConnection] = []  # per-thread blocking connections, for close()
         self._lock = threading.Lock()
         self._shared_used = False
 
@@ -602,7 +604,10 @@ class LogClient:
         also closed when garbage-collected)."""
         with self._lock:
             loops, self._loops = self._loops, []
+            conns, self._conns = self._conns, []
             shared_used, self._shared_used = self._shared_used, False
+        for conn in conns:
+            conn.close()
         if loops:
             if asyncio._get_running_loop() is None:
                 _close_loops(loops)
@@ -667,8 +672,47 @@ class LogClient:
             data = json.dumps(body).encode()
             h.setdefault("Content-Type", "application/json")
         plist = list(params)
+        resp = self._request_blocking(method, resource, project, plist, h, data)
+        if resp is not None:
+            return resp
         return self._run(lambda c: c.transport.request(method, resource, project=project, params=plist, body=data,
                                                        headers=h))
+
+    def _request_blocking(self, method: str, resource: str, project: str | None, params: list[tuple[str, str]],
+                          headers: dict[str, str], body: bytes) -> Any:
+        """The first attempt of a call made from a thread that runs no event loop (a processor's), on that
+        thread's own blocking connection (client/_blocking.py: ~150-200 us of CPU less per call than a
+        coroutine on the thread's loop). Returns the response, raises the LogException of a definite error,
+        or returns None: no complete answer, or one the regular path must handle (retries, a retriable or
+        server error, an auth error with a credentials provider); that path then sends the request again."""
+        try:
+            asyncio.get_running_loop()
+            return None
+        except RuntimeError:
+            pass
+        transport = self._client.transport
+        try:
+            host, port, head, rest, _ = transport.prepare(method, resource, project, params, headers, body)
+        except E.SluiceError:
+            return None  # the regular path raises it the regular way
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.key != (host, port):
+            if conn is not None:
+                conn.close()
+            conn = local.conn = BlockingConnection(host, port, transport.ssl, transport.timeout)
+            with self._lock:
+                self._conns.append(conn)
+        try:
+            status, rheaders, data = conn.exchange(head, rest)
+        except ExchangeFailed:
+            return None
+        try:
+            return transport.interpret(status, rheaders, data)
+        except E.SLSError as exc:
+            if exc.retriable or exc.http_status >= 500 or self._provider is not None:
+                return None
+            raise as_log_exception(exc) from None
 
     def _json(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, str]]:
         resp = self._request(*args, **kwargs)

@@ -197,7 +197,8 @@ def test_the_c_scanner_is_built() -> None:
     ("* | where __time__ > 10 and __topic__ != 't' | where status <> '200'", True),
     ("* | where status = '500' | extend x = '1'", True),
     ("* | where msg like 'no_such%'", False),  # '_' is one character: the closures' RE2
-    ("* | where regexp_like(msg, 'a+')", False),
+    ("* | where regexp_like(msg, 'a+')", True),  # RE2's search, called by the scanner per log
+    ("* | where regexp_like(msg, status)", False),
     ("* | where lower(method) = 'get'", False),
     ("* | where \"__tag__:host\" = 'h1'", True),
     ("* | where status", False),
@@ -269,7 +270,9 @@ def _atom() -> st.SearchStrategy[str]:
         st.builds(lambda f, neg, xs: f"{f} {neg}in ({', '.join(xs)})", OPERANDS, st.sampled_from(["", "not "]),
                   st.lists(LITS, min_size=1, max_size=3)),
         st.builds(lambda f, lo, hi: f"{f} between {lo} and {hi}", OPERANDS, LITS, LITS),
-        st.sampled_from(["lower(a) = 'abc'", "regexp_like(b, '^5')"]),  # not C: the whole where runs in Python
+        st.builds(lambda f, p: f"regexp_like({f}, {_sql_lit(p)})", st.sampled_from(FIELD_NAMES + ["__tag__:host"]),
+                  st.sampled_from(["^5", "ö", "\ufffd", "^$", "x|y"])),
+        st.sampled_from(["lower(a) = 'abc'", "regexp_like(b, a)"]),  # not C: the whole where runs in Python
     )
 
 
@@ -446,3 +449,28 @@ def test_c_where_on_tags() -> None:
     assert [r["i"] for r in _kept_rows(out)] == ["1", "2", "3"]
     out, _ = _both_paths("* | where \"__tag__:zone\" is null", body)
     assert [r["i"] for r in _kept_rows(out)] == ["4"]
+
+
+def test_c_where_regexp_like_calls_re2_once_per_distinct_value() -> None:
+    """regexp_like(field, 'literal') runs in the scanner: RE2's search is called with the field's text, once
+    per distinct value in a body; an error it raises is the pull's error, not a wrong answer."""
+    calls: list[str] = []
+
+    def search(text: str) -> object:
+        calls.append(text)
+        return True if text.startswith("5") else None
+
+    body = frame_groups([_raw_group([[(b"s", b"500")], [(b"s", b"200")], [(b"s", b"500")], []] * 50)])
+    pred = spl_module._splscan.compile([(0, b"s")], [(spl_module._N_CALL, 0, search)])
+    out, n = spl_module._splscan.where(pred, body, (), lambda g: pytest.fail("no fallback expected"))
+    assert n == 1 and [r["s"] for r in _kept_rows(out)] == ["500"] * 100
+    assert sorted(calls) == ["200", "500"]
+
+    def broken(text: str) -> object:
+        raise RuntimeError("boom")
+
+    pred = spl_module._splscan.compile([(0, b"s")], [(spl_module._N_CALL, 0, broken)])
+    with pytest.raises(RuntimeError, match="boom"):
+        spl_module._splscan.where(pred, body, (), lambda g: None)
+    out, _ = _both_paths("* | where regexp_like(s, '^5') and not regexp_like(s, '0{3}')", body)
+    assert [r["s"] for r in _kept_rows(out)] == ["500"] * 100

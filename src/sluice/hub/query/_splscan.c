@@ -39,13 +39,16 @@
 
 /* K_TAG: "__tag__:<key>", the group's last LogTag of that key, else the log's content of that full name */
 enum { K_CONTENT = 0, K_TIME = 1, K_TOPIC = 2, K_SOURCE = 3, K_TAG = 4 };
-enum { N_AND = 0, N_OR = 1, N_NOT = 2, N_CONST = 3, N_CMP = 4, N_NULL = 5, N_LIKE = 6, N_IN = 7 };
+/* N_CALL: a Python callable given the field's text (regexp_like's compiled RE2 pattern .search): true when it
+ * answers something other than None. A predicate with one is scanned holding the GIL. */
+enum { N_AND = 0, N_OR = 1, N_NOT = 2, N_CONST = 3, N_CMP = 4, N_NULL = 5, N_LIKE = 6, N_IN = 7, N_CALL = 8 };
 /* comparison modes: STRICT is spl.py's `field = 'lit'` (str == str: no decoding needed), TEXT its _compare on
  * text, NUM/BIGINT/DOUBLE numeric comparison of the value as it is / cast(.. as bigint) / cast(.. as double) */
 enum { M_STRICT = 0, M_TEXT = 1, M_NUM = 2, M_BIGINT = 3, M_DOUBLE = 4 };
 enum { OP_EQ = 0, OP_NE = 1, OP_LT = 2, OP_LE = 3, OP_GT = 4, OP_GE = 5 };
-/* three-valued results, plus "Python must decide this group" */
-enum { R_FALSE = 0, R_TRUE = 1, R_NULL = 2, R_FALLBACK = 3 };
+/* three-valued results, plus "Python must decide this group" and "a Python error is set" (both end the log's
+ * evaluation: any result >= R_FALLBACK) */
+enum { R_FALSE = 0, R_TRUE = 1, R_NULL = 2, R_FALLBACK = 3, R_ERROR = 4 };
 
 typedef struct {
     int is_int;
@@ -73,6 +76,8 @@ typedef struct {
     int nseg;       /* like: '%'-separated literal pieces; one piece = the whole value */
     char **seg;
     Py_ssize_t *seglen;
+    PyObject *call; /* N_CALL (owned) */
+    int slot;       /* N_CALL: its memo's index */
 } Node;
 
 typedef struct {
@@ -82,7 +87,7 @@ typedef struct {
 } Field;
 
 typedef struct {
-    int nfields, nnodes, root, need_header, has_tags;
+    int nfields, nnodes, root, need_header, has_tags, has_calls; /* has_calls: how many N_CALL nodes */
     Field fields[MAX_FIELDS];
     Node *nodes;
 } Pred;
@@ -281,24 +286,39 @@ static int like_match(const Node *nd, const uint8_t *p, Py_ssize_t n) {
     return 1;
 }
 
-static int eval(const Pred *pr, int i, const Val *vals) {
+/* The answers of an N_CALL for values seen in this body (values repeat: a status, a user agent), keyed by the
+ * value's bytes, which stay in the body for the whole where() call. Direct-mapped, MEMO_SLOTS per N_CALL. */
+#define MEMO_SLOTS 64
+typedef struct {
+    const uint8_t *p;
+    Py_ssize_t n;
+    int r; /* result + 1; 0: empty */
+} CallMemo;
+
+static inline CallMemo *memo_slot(CallMemo *memo, int call, const uint8_t *p, Py_ssize_t n) {
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return &memo[call * MEMO_SLOTS + (h & (MEMO_SLOTS - 1))];
+}
+
+static int eval(const Pred *pr, int i, const Val *vals, CallMemo *memo) {
     const Node *nd = &pr->nodes[i];
     int a, b;
     switch (nd->type) {
     case N_AND:
-        a = eval(pr, nd->a, vals);
-        if (a == R_FALSE || a == R_FALLBACK) return a;
-        b = eval(pr, nd->b, vals);
-        if (b == R_FALSE || b == R_FALLBACK) return b;
+        a = eval(pr, nd->a, vals, memo);
+        if (a == R_FALSE || a >= R_FALLBACK) return a;
+        b = eval(pr, nd->b, vals, memo);
+        if (b == R_FALSE || b >= R_FALLBACK) return b;
         return a == R_NULL || b == R_NULL ? R_NULL : R_TRUE;
     case N_OR:
-        a = eval(pr, nd->a, vals);
-        if (a == R_TRUE || a == R_FALLBACK) return a;
-        b = eval(pr, nd->b, vals);
-        if (b == R_TRUE || b == R_FALLBACK) return b;
+        a = eval(pr, nd->a, vals, memo);
+        if (a == R_TRUE || a >= R_FALLBACK) return a;
+        b = eval(pr, nd->b, vals, memo);
+        if (b == R_TRUE || b >= R_FALLBACK) return b;
         return a == R_NULL || b == R_NULL ? R_NULL : R_FALSE;
     case N_NOT:
-        a = eval(pr, nd->a, vals);
+        a = eval(pr, nd->a, vals, memo);
         return a == R_TRUE ? R_FALSE : a == R_FALSE ? R_TRUE : a;
     case N_CONST:
         return nd->cval;
@@ -339,6 +359,23 @@ static int eval(const Pred *pr, int i, const Val *vals) {
         }
         return hit != nd->negate ? R_TRUE : R_FALSE;
     }
+    case N_CALL: { /* spl.py's _text(value) (invalid UTF-8 read with replacement characters), then the call */
+        const Val *v = &vals[nd->field];
+        if (!v->present) return R_NULL;
+        CallMemo *m = memo_slot(memo, nd->slot, v->p, v->n);
+        if (m->r && m->n == v->n && memcmp(m->p, v->p, (size_t)v->n) == 0) return m->r - 1;
+        PyObject *s = PyUnicode_DecodeUTF8((const char *)v->p, v->n, "replace");
+        if (s == NULL) return R_ERROR;
+        PyObject *r = PyObject_CallOneArg(nd->call, s);
+        Py_DECREF(s);
+        if (r == NULL) return R_ERROR;
+        int hit = r != Py_None ? R_TRUE : R_FALSE;
+        Py_DECREF(r);
+        m->p = v->p;
+        m->n = v->n;
+        m->r = hit + 1;
+        return hit;
+    }
     }
     return R_FALLBACK;
 }
@@ -357,6 +394,7 @@ static void pred_free(Pred *pr) {
             for (int k = 0; k < nd->nseg; k++) PyMem_Free(nd->seg[k]);
             PyMem_Free(nd->seg);
             PyMem_Free(nd->seglen);
+            Py_XDECREF(nd->call);
         }
         PyMem_Free(pr->nodes);
     }
@@ -429,7 +467,7 @@ static int child(PyObject *t, Py_ssize_t k, int self, int *out) {
 static int make_node(Pred *pr, int idx, PyObject *t) {
     Node *nd = &pr->nodes[idx];
     Py_ssize_t n = PyTuple_Check(t) ? PyTuple_GET_SIZE(t) : 0;
-    if (n < 2 || small_int(PyTuple_GET_ITEM(t, 0), N_AND, N_IN, &nd->type) < 0) goto bad;
+    if (n < 2 || small_int(PyTuple_GET_ITEM(t, 0), N_AND, N_CALL, &nd->type) < 0) goto bad;
     switch (nd->type) {
     case N_AND:
     case N_OR:
@@ -465,6 +503,12 @@ static int make_node(Pred *pr, int idx, PyObject *t) {
             if (copy_bytes(PyTuple_GET_ITEM(segs, j), &nd->seg[j], &nd->seglen[j]) < 0) return -1;
         return 0;
     }
+    case N_CALL: /* (N_CALL, field, callable) */
+        if (n != 3 || small_int(PyTuple_GET_ITEM(t, 1), 0, pr->nfields - 1, &nd->field) < 0) goto bad;
+        if (!PyCallable_Check(PyTuple_GET_ITEM(t, 2))) goto bad;
+        nd->call = Py_NewRef(PyTuple_GET_ITEM(t, 2));
+        nd->slot = pr->has_calls++;
+        return 0;
     case N_IN: { /* (N_IN, field, castmode, negate, ((mode, lit), ...)) */
         if (n != 5 || small_int(PyTuple_GET_ITEM(t, 1), 0, pr->nfields - 1, &nd->field) < 0) goto bad;
         if (small_int(PyTuple_GET_ITEM(t, 2), M_NUM, M_DOUBLE, &nd->castmode) < 0) return -1;
@@ -598,11 +642,13 @@ static int add_drop(Drops *d, Py_ssize_t start, Py_ssize_t end) {
     return 0;
 }
 
-enum { G_NONE = 0, G_ALL = 1, G_SOME = 2, G_FALLBACK = 3, G_NOMEM = 4 };
+enum { G_NONE = 0, G_ALL = 1, G_SOME = 2, G_FALLBACK = 3, G_NOMEM = 4, G_ERROR = 5 };
 
 /* Evaluates the predicate over every log of one group; G_SOME leaves the dropped Logs fields in *drops. Any
- * malformed input or a value only Python can judge: G_FALLBACK. Runs without the GIL: no Python API here. */
-static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *vals, Drops *drops) {
+ * malformed input or a value only Python can judge: G_FALLBACK; a Python error from an N_CALL: G_ERROR. Runs
+ * without the GIL unless the predicate has an N_CALL: no other Python API here. */
+static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *vals, Drops *drops,
+                      CallMemo *memo) {
     Cur g = {base, base + len};
     Cur topic = {base, base}, source = {base, base};
     Cur tagv[MAX_FIELDS];
@@ -699,8 +745,9 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
                     break;
                 }
             }
-            int r = eval(pr, pr->root, vals);
+            int r = eval(pr, pr->root, vals, memo);
             if (r == R_FALLBACK) return G_FALLBACK;
+            if (r == R_ERROR) return G_ERROR;
             nlogs++;
             if (r == R_TRUE) kept++;
             else if (add_drop(drops, at - base, g.p - base) < 0) return G_NOMEM;
@@ -771,6 +818,14 @@ static PyObject *where(PyObject *self, PyObject *args) {
     if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) return NULL;
     Val vals[MAX_FIELDS];
     Drops drops = {NULL, 0, 0};
+    CallMemo *memo = NULL;
+    if (pr->has_calls) {
+        memo = PyMem_Calloc((size_t)pr->has_calls * MEMO_SLOTS, sizeof(CallMemo));
+        if (memo == NULL) {
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+    }
     Out o = {NULL, 0, 0};
     PyObject *result = NULL;
     Py_ssize_t groups = 0;
@@ -798,17 +853,18 @@ static PyObject *where(PyObject *self, PyObject *args) {
         }
         if (skip_group) continue;
         int r;
-        if (glen >= GIL_FREE_BYTES) { /* other threads (the event loop, other pulls) run meanwhile */
+        if (glen >= GIL_FREE_BYTES && !pr->has_calls) { /* other threads (the event loop, pulls) run meanwhile */
             Py_BEGIN_ALLOW_THREADS
-            r = scan_group(pr, g.p, glen, vals, &drops);
+            r = scan_group(pr, g.p, glen, vals, &drops, memo);
             Py_END_ALLOW_THREADS
         } else {
-            r = scan_group(pr, g.p, glen, vals, &drops);
+            r = scan_group(pr, g.p, glen, vals, &drops, memo);
         }
         if (r == G_NOMEM) {
             PyErr_NoMemory();
             goto done;
         }
+        if (r == G_ERROR) goto done;
         if (r == G_NONE) continue;
         if (r == G_ALL) {
             if (out_header(&o, glen) < 0 || out_copy(&o, g.p, glen) < 0) goto done;
@@ -852,6 +908,7 @@ framing:
 done:
     Py_XDECREF(o.bytes);
     PyMem_RawFree(drops.drop);
+    PyMem_Free(memo);
     PyBuffer_Release(&view);
     return result;
 }

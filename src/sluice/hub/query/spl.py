@@ -753,7 +753,7 @@ class _Compiler(Transformer):  # type: ignore[type-arg]
 # ------------------------------------------------------------------ the C scanner's form of a where
 
 # node and mode numbers of _splscan.c
-_N_AND, _N_OR, _N_NOT, _N_CONST, _N_CMP, _N_NULL, _N_LIKE, _N_IN = range(8)
+_N_AND, _N_OR, _N_NOT, _N_CONST, _N_CMP, _N_NULL, _N_LIKE, _N_IN, _N_CALL = range(9)
 _M_STRICT, _M_TEXT, _M_NUM, _M_BIGINT, _M_DOUBLE = range(5)
 _OPS = {"=": 0, "==": 0, "!=": 1, "<>": 1, "<": 2, "<=": 3, ">": 4, ">=": 5}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -769,7 +769,8 @@ class _NotNative(Exception):
 class _NativeWhere(Transformer):  # type: ignore[type-arg]
     """lark tree of a where's expression -> the node form of _splscan.c, for the forms whose semantics it
     reproduces exactly (comparisons of a field, or a cast of one, with a literal; like with '%' only;
-    is [not] null; [not] in; between; and/or/not). Anything else raises :class:`_NotNative`.
+    is [not] null; [not] in; between; regexp_like(field, 'literal'); and/or/not). Anything else raises
+    :class:`_NotNative`.
 
     Operands are ("field", (kind, name)), ("text", (kind, name)) (a cast to varchar), ("cast", (castmode,
     (kind, name))) or ("lit", value); predicates ("pred", nested spec)."""
@@ -872,6 +873,17 @@ class _NativeWhere(Transformer):  # type: ignore[type-arg]
 
     def not_like(self, items: list[Any]) -> tuple[str, Any]:
         return self.like(items, negate=True)
+
+    def call(self, items: list[Any]) -> tuple[str, Any]:
+        """``regexp_like(field, 'literal')``: the scanner hands the field's text to the compiled RE2 pattern
+        (one call per log instead of a dict per log); other functions are Python's."""
+        name, args = str(items[0]).lower(), [i for i in items[1:] if i is not None]
+        if name != "regexp_like" or len(args) != 2:
+            raise _NotNative(name)
+        (kind, key), (lkind, pattern) = args
+        if kind not in ("field", "text") or key[0] == 1 or lkind != "lit" or not isinstance(pattern, str):
+            raise _NotNative("regexp_like")
+        return "pred", (_N_CALL, key, compile_pattern(pattern).search)  # the closures' _f_regexp_like
 
     def is_null(self, items: list[Any], negate: bool = False) -> tuple[str, Any]:
         key, castmode = self._operand(items[0])

@@ -196,10 +196,13 @@ def test_the_c_scanner_is_built() -> None:
     ("* | where try_cast(ms as double) between 1 and 20.5", True),
     ("* | where __time__ > 10 and __topic__ != 't' | where status <> '200'", True),
     ("* | where status = '500' | extend x = '1'", True),
-    ("* | where msg like 'no_such%'", False),  # '_' is one character: the closures' RE2
-    ("* | where regexp_like(msg, 'a+')", True),  # RE2's search, called by the scanner per log
-    ("* | where regexp_like(msg, status)", False),
-    ("* | where lower(method) = 'get'", False),
+    ("* | where msg like 'no_such%'", True),  # '_': the closure, called per distinct value of msg
+    ("* | where regexp_like(msg, 'a+')", True),  # RE2's search, called by the scanner per distinct value
+    ("* | where regexp_like(msg, status)", False),  # two fields
+    ("* | where lower(method) = 'get' and length(path) > 3", True),
+    ("* | where method = path", False),
+    ("* | where length(__topic__) > 1", False),
+    ("* | where lower(method)", False),
     ("* | where \"__tag__:host\" = 'h1'", True),
     ("* | where status", False),
     ("* | extend x = '1' | where x = '1'", False),
@@ -272,7 +275,10 @@ def _atom() -> st.SearchStrategy[str]:
         st.builds(lambda f, lo, hi: f"{f} between {lo} and {hi}", OPERANDS, LITS, LITS),
         st.builds(lambda f, p: f"regexp_like({f}, {_sql_lit(p)})", st.sampled_from(FIELD_NAMES + ["__tag__:host"]),
                   st.sampled_from(["^5", "ö", "\ufffd", "^$", "x|y"])),
-        st.sampled_from(["lower(a) = 'abc'", "regexp_like(b, a)"]),  # not C: the whole where runs in Python
+        st.sampled_from(["lower(a) = 'abc'", "length(a) > 2", "a like '_0%'", "coalesce(a, 'z') = 'z'",
+                         "json_extract_scalar(b, '$.x') is null", "cast(n as bigint) + 1 > 6",
+                         "substr(n, 1, 1) = '5'", "not lower(b) like 'p%'"]),  # the closure, per distinct value
+        st.sampled_from(["regexp_like(b, a)", "a = b", "lower(a)"]),  # not C: the whole where runs in Python
     )
 
 

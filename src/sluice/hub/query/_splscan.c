@@ -39,8 +39,11 @@
 
 /* K_TAG: "__tag__:<key>", the group's last LogTag of that key, else the log's content of that full name */
 enum { K_CONTENT = 0, K_TIME = 1, K_TOPIC = 2, K_SOURCE = 3, K_TAG = 4 };
-/* N_CALL: a Python callable given the field's text (regexp_like's compiled RE2 pattern .search): true when it
- * answers something other than None. A predicate with one is scanned holding the GIL. */
+/* N_CALL: a Python callable of one field's value. Mode 0 (regexp_like's compiled RE2 pattern .search): given
+ * the value's text, true when it answers something other than None, null for a missing field. Mode 1 (a
+ * predicate of spl.py's closures over that one field): given the value as the decoder gives it (str, or bytes
+ * when not UTF-8; None when missing), it answers True/False/None; anything else sends the group to Python.
+ * Answers are remembered per distinct value within a where() call; a predicate with a call keeps the GIL. */
 enum { N_AND = 0, N_OR = 1, N_NOT = 2, N_CONST = 3, N_CMP = 4, N_NULL = 5, N_LIKE = 6, N_IN = 7, N_CALL = 8 };
 /* comparison modes: STRICT is spl.py's `field = 'lit'` (str == str: no decoding needed), TEXT its _compare on
  * text, NUM/BIGINT/DOUBLE numeric comparison of the value as it is / cast(.. as bigint) / cast(.. as double) */
@@ -78,6 +81,7 @@ typedef struct {
     Py_ssize_t *seglen;
     PyObject *call; /* N_CALL (owned) */
     int slot;       /* N_CALL: its memo's index */
+    int callmode;   /* N_CALL: 0 regexp search, 1 closure */
 } Node;
 
 typedef struct {
@@ -287,7 +291,8 @@ static int like_match(const Node *nd, const uint8_t *p, Py_ssize_t n) {
 }
 
 /* The answers of an N_CALL for values seen in this body (values repeat: a status, a user agent), keyed by the
- * value's bytes, which stay in the body for the whole where() call. Direct-mapped, MEMO_SLOTS per N_CALL. */
+ * value's bytes, which stay in the body for the whole where() call. Direct-mapped, MEMO_SLOTS per N_CALL, plus
+ * one for a missing field. */
 #define MEMO_SLOTS 64
 typedef struct {
     const uint8_t *p;
@@ -298,7 +303,7 @@ typedef struct {
 static inline CallMemo *memo_slot(CallMemo *memo, int call, const uint8_t *p, Py_ssize_t n) {
     uint32_t h = 2166136261u;
     for (Py_ssize_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-    return &memo[call * MEMO_SLOTS + (h & (MEMO_SLOTS - 1))];
+    return &memo[call * (MEMO_SLOTS + 1) + (h & (MEMO_SLOTS - 1))];
 }
 
 static int eval(const Pred *pr, int i, const Val *vals, CallMemo *memo) {
@@ -361,15 +366,26 @@ static int eval(const Pred *pr, int i, const Val *vals, CallMemo *memo) {
     }
     case N_CALL: { /* spl.py's _text(value) (invalid UTF-8 read with replacement characters), then the call */
         const Val *v = &vals[nd->field];
-        if (!v->present) return R_NULL;
-        CallMemo *m = memo_slot(memo, nd->slot, v->p, v->n);
-        if (m->r && m->n == v->n && memcmp(m->p, v->p, (size_t)v->n) == 0) return m->r - 1;
-        PyObject *s = PyUnicode_DecodeUTF8((const char *)v->p, v->n, "replace");
-        if (s == NULL) return R_ERROR;
-        PyObject *r = PyObject_CallOneArg(nd->call, s);
-        Py_DECREF(s);
+        CallMemo *m;
+        if (!v->present) {
+            if (nd->callmode == 0) return R_NULL;
+            m = &memo[nd->slot * (MEMO_SLOTS + 1) + MEMO_SLOTS]; /* the answer for a missing field */
+            if (m->r) return m->r - 1;
+        } else {
+            m = memo_slot(memo, nd->slot, v->p, v->n);
+            if (m->r && m->n == v->n && memcmp(m->p, v->p, (size_t)v->n) == 0) return m->r - 1;
+        }
+        PyObject *arg;
+        if (!v->present) arg = Py_NewRef(Py_None);
+        else if (nd->callmode == 0) arg = PyUnicode_DecodeUTF8((const char *)v->p, v->n, "replace");
+        else arg = text(v->p, v->n);
+        if (arg == NULL) return R_ERROR;
+        PyObject *r = PyObject_CallOneArg(nd->call, arg);
+        Py_DECREF(arg);
         if (r == NULL) return R_ERROR;
-        int hit = r != Py_None ? R_TRUE : R_FALSE;
+        int hit;
+        if (nd->callmode == 0) hit = r != Py_None ? R_TRUE : R_FALSE;
+        else hit = r == Py_True ? R_TRUE : r == Py_False ? R_FALSE : r == Py_None ? R_NULL : R_FALLBACK;
         Py_DECREF(r);
         m->p = v->p;
         m->n = v->n;
@@ -503,9 +519,10 @@ static int make_node(Pred *pr, int idx, PyObject *t) {
             if (copy_bytes(PyTuple_GET_ITEM(segs, j), &nd->seg[j], &nd->seglen[j]) < 0) return -1;
         return 0;
     }
-    case N_CALL: /* (N_CALL, field, callable) */
-        if (n != 3 || small_int(PyTuple_GET_ITEM(t, 1), 0, pr->nfields - 1, &nd->field) < 0) goto bad;
+    case N_CALL: /* (N_CALL, field, callable[, mode]) */
+        if ((n != 3 && n != 4) || small_int(PyTuple_GET_ITEM(t, 1), 0, pr->nfields - 1, &nd->field) < 0) goto bad;
         if (!PyCallable_Check(PyTuple_GET_ITEM(t, 2))) goto bad;
+        if (n == 4 && small_int(PyTuple_GET_ITEM(t, 3), 0, 1, &nd->callmode) < 0) return -1;
         nd->call = Py_NewRef(PyTuple_GET_ITEM(t, 2));
         nd->slot = pr->has_calls++;
         return 0;
@@ -820,7 +837,7 @@ static PyObject *where(PyObject *self, PyObject *args) {
     Drops drops = {NULL, 0, 0};
     CallMemo *memo = NULL;
     if (pr->has_calls) {
-        memo = PyMem_Calloc((size_t)pr->has_calls * MEMO_SLOTS, sizeof(CallMemo));
+        memo = PyMem_Calloc((size_t)pr->has_calls * (MEMO_SLOTS + 1), sizeof(CallMemo));
         if (memo == NULL) {
             PyBuffer_Release(&view);
             return PyErr_NoMemory();

@@ -917,6 +917,54 @@ class _NativeWhere(Transformer):  # type: ignore[type-arg]
         return "pred", (_N_NOT, self._pred(items[0]))
 
 
+def _native_pred(tree: Any) -> Any:
+    """A where's expression as a node: and/or/not as nodes; each other predicate in its native form, or else,
+    when it reads one content field only, as a call of its closure with that field's value (mode 1: the
+    scanner remembers the answer per distinct value); :class:`_NotNative` otherwise."""
+    data = getattr(tree, "data", None)
+    if data in ("and_", "or_"):
+        return (_N_AND if data == "and_" else _N_OR, _native_pred(tree.children[0]), _native_pred(tree.children[1]))
+    if data == "not_":
+        return (_N_NOT, _native_pred(tree.children[0]))
+    try:
+        kind, spec = _NativeWhere().transform(tree)
+        if kind == "pred":
+            return spec
+    except _NotNative:  # from __default__ (lark does not wrap it)
+        pass
+    except VisitError as exc:
+        if not isinstance(exc.orig_exc, (_NotNative, E.SLSError, ValueError)):
+            raise
+    return _closure_pred(tree)
+
+
+_PREDICATES = {"compare", "compare_eq", "like", "not_like", "is_null", "is_not_null", "in_", "not_in", "between"}
+
+
+def _closure_pred(tree: Any) -> Any:
+    """A predicate of one content field (``lower(method) = 'get'``, ``like 'a_c'``, ``length(path) > 5``) as a
+    call of the statement's own closure over a row holding only that field."""
+    if getattr(tree, "data", None) not in _PREDICATES and not (
+            getattr(tree, "data", None) == "call" and str(tree.children[0]).lower() == "regexp_like"):
+        raise _NotNative("not a predicate")  # a value (a bare field, a function): its truth is Python's
+    names = {_Compiler.fieldname(None, ref.children[0].children)  # type: ignore[arg-type]
+             for ref in tree.iter_subtrees() if ref.data == "ref"}
+    if len(names) != 1:
+        raise _NotNative("not one field")
+    name = names.pop()
+    if name in META_KEYS or name.startswith("__tag__:"):
+        raise _NotNative("meta field")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _NotNative("name") from None
+    fn = _Compiler().transform(tree)[0]
+
+    def call(value: Any, fn: Expr = fn, key: str = name) -> Any:
+        return fn({key: value} if value is not None else {})
+    return (_N_CALL, (0, name), call, 1)
+
+
 def native_spec(tree: Any) -> tuple[list[tuple[int, bytes]], list[tuple[Any, ...]], int] | None:
     """The leading ``where`` commands of a parsed statement as _splscan.compile's arguments (fields, nodes in
     post-order) and how many wheres that is; None when there is none or one is not a native form."""
@@ -927,14 +975,8 @@ def native_spec(tree: Any) -> tuple[list[tuple[int, bytes]], list[tuple[Any, ...
         if getattr(cmd, "data", None) != "where":
             break
         try:
-            kind, one = _NativeWhere().transform(cmd.children[0])
-        except _NotNative:  # from __default__ (lark does not wrap it)
-            return None
-        except VisitError as exc:
-            if isinstance(exc.orig_exc, (_NotNative, E.SLSError, ValueError)):
-                return None
-            raise
-        if kind != "pred":
+            one = _native_pred(cmd.children[0])
+        except _NotNative:
             return None
         spec = one if spec is None else (_N_AND, spec, one)
         count += 1

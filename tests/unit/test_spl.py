@@ -480,3 +480,15 @@ def test_c_where_regexp_like_calls_re2_once_per_distinct_value() -> None:
         spl_module._splscan.where(pred, body, (), lambda g: None)
     out, _ = _both_paths("* | where regexp_like(s, '^5') and not regexp_like(s, '0{3}')", body)
     assert [r["s"] for r in _kept_rows(out)] == ["500"] * 100
+
+
+def test_c_where_error_of_a_closure_is_the_pulls_error() -> None:
+    """A predicate that fails at run time (regexp_extract naming a group its pattern lacks) fails the pull the
+    same way on both paths: ParameterInvalid, never a wrong answer."""
+    body = frame_groups([_raw_group([[(b"msg", b"abc")], [(b"msg", b"zzz")]])])
+    spl = "* | where regexp_extract(msg, 'a', 3) = 'x'"
+    assert compile_spl(spl).native_where is not None
+    for native in (True, False):
+        with pytest.raises(E.ParameterInvalid, match="no group 3"):
+            apply_to_groups(compile_spl(spl), body, native=native)
+    assert _both_paths("* | where msg = 'zzz' and regexp_extract(msg, 'a', 3) = 'x'", body) == (b"", 0)

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# rsyslog (+ its TLS driver): the forward job's real syslog sink; chromium: the web console tests.
-apt-get install -y -qq --no-install-recommends python3-venv python3-pip rsyslog rsyslog-openssl chromium >/dev/null
+# rsyslog (+ its TLS driver): the forward job's real syslog sink; chromium: the web console tests;
+# zlib1g-dev: zlib's crc32 for the hub's lz4 pull extension (src/sluice/hub/store/_lz4stitch.c).
+apt-get install -y -qq --no-install-recommends python3-venv python3-pip rsyslog rsyslog-openssl chromium zlib1g-dev >/dev/null
 source scripts/_venv.sh "[test]"
 set +e
 # Four workers, each test file on one worker (--dist loadfile keeps a file's module fixtures together); each

@@ -90,10 +90,14 @@ def _wait_seconds(ctx: ApiContext, req: Request) -> float:
 def _read_and_encode(ctx: ApiContext, shard: ShardMeta, seq: int, count: int, end: int | None,
                      encoding: str, spl: Any = None, spl_raw: list[int] | None = None) -> tuple[bytes, int, int, int]:
     """Runs on a reader thread: fetch the stored (already framed) groups, compress once. With an SPL
-    program, the groups are filtered/rewritten first; the cursor still moves over the raw groups."""
-    result = ctx.store.read(shard, seq, count, ctx.config.max_pull_bytes, end)
+    program, the groups are filtered/rewritten first; the cursor still moves over the raw groups. An lz4
+    answer without SPL comes from the store as one lz4 block made of the stored records (no compression)."""
+    result = ctx.store.read(shard, seq, count, ctx.config.max_pull_bytes, end,
+                            encoding="lz4" if encoding == "lz4" and spl is None else "")
     if not result.count:
         return b"", 0, 0, max(seq, min(result.next_seq, shard.end_seq))
+    if result.encoding:  # already lz4 (store/_lz4stitch.c)
+        return result.body, result.raw_size, result.count, result.next_seq
     if spl is not None and spl_raw is not None:
         spl_raw[:] = [result.count, len(result.body)]
         body, groups = apply_spl(spl, result.body)

@@ -132,11 +132,14 @@ class LogstoreMeta:
 @dataclass
 class ReadResult:
     """Groups read from a shard: a serialized LogGroupList of ``count`` groups, and the sequence number
-    after the last one."""
+    after the last one. Read with ``encoding="lz4"``, an engine may answer the LogGroupList already as one lz4
+    block (``encoding`` says so; ``raw_size`` is then its uncompressed size)."""
 
     body: bytes
     count: int
     next_seq: int
+    encoding: str = ""
+    raw_size: int = 0
 
 
 class Store(Protocol):
@@ -200,7 +203,8 @@ class Store(Protocol):
     def expire(self, shard: ShardMeta, cutoff_ms: int) -> Any: ...
 
     # disk reads: blocking, call from a worker thread
-    def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None) -> ReadResult: ...
+    def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None,
+             encoding: str = "") -> ReadResult: ...
     def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None: ...
     def seq_at_time(self, shard: ShardMeta, t_ms: int) -> int: ...
 

@@ -38,9 +38,14 @@ import zstandard
 
 from ...wire.loggroup import encode_varint
 
+try:  # the lz4 PullLogs body made from stored records without recompressing (_lz4stitch.c); optional
+    from ._lz4stitch import stitch as _stitch
+except ImportError:  # not compiled here: PullLogs decompresses and compresses again (same bytes decoded)
+    _stitch = None
+
 __all__ = [
     "SegmentFiles", "SegmentDamaged", "ShardPlan", "DEFAULT_SEGMENT_BYTES", "DEFAULT_MAX_OPEN",
-    "CODEC_NONE", "CODEC_LZ4", "CODEC_ZSTD", "RESOURCE_ERRNOS", "read_run",
+    "CODEC_NONE", "CODEC_LZ4", "CODEC_ZSTD", "RESOURCE_ERRNOS", "read_run", "stitch_lz4",
 ]
 
 DEFAULT_SEGMENT_BYTES = 64 << 20
@@ -175,6 +180,35 @@ def read_run(root: Path, uid: int, base: int, offset: int, length: int) -> list[
             raise SegmentDamaged(path, f"no group frame at offset {offset}")
         return [buf]
     return decode_records(buf, path)
+
+
+def read_stored(root: Path, uid: int, base: int, offset: int, length: int) -> bytes | None:
+    """The stored bytes of a run of v2 records, unchecked (``stitch_lz4`` checks them); None for a segment of
+    the first format. A segment retention removed raises FileNotFoundError."""
+    try:
+        fd = os.open(root / str(uid) / f"{base:020d}{V2_SUFFIX}", os.O_RDONLY)
+    except FileNotFoundError:
+        if (root / str(uid) / f"{base:020d}{V1_SUFFIX}").exists():
+            return None
+        raise
+    try:
+        buf = os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+    return buf if len(buf) == length else None
+
+
+def stitch_lz4(runs: list[bytes]) -> tuple[bytes, int, int] | None:
+    """(one lz4 block of the runs' groups as a LogGroupList, its raw size, the number of groups), made from
+    the stored lz4 records without decompressing them (``_lz4stitch.c``: each record's CRC and lz4 structure
+    checked, its sequences copied). None when that cannot be done (the extension not compiled, a zstd record,
+    any damage): the caller then reads the usual way (``read_run``), which reports damage."""
+    if _stitch is None:
+        return None
+    try:
+        return _stitch(runs)  # type: ignore[no-any-return]
+    except (ValueError, LookupError):
+        return None
 
 
 class _Segment:
@@ -439,6 +473,10 @@ class SegmentFiles:
     def read(self, uid: int, base: int, offset: int, length: int) -> list[bytes]:
         """See ``read_run``."""
         return read_run(self.root, uid, base, offset, length)
+
+    def read_stored(self, uid: int, base: int, offset: int, length: int) -> bytes | None:
+        """See ``read_stored``."""
+        return read_stored(self.root, uid, base, offset, length)
 
     # ------------------------------------------------------------------ deleting
     def drop_before(self, uid: int, seq: int, everything: bool = False) -> int:

@@ -52,7 +52,7 @@ from ...wire.errors import (
     StorageFull,
 )
 from .check import StorageDamaged, TxnFile, plan_recovery
-from .segments import DEFAULT_MAX_OPEN, RESOURCE_ERRNOS, SegmentDamaged, SegmentFiles
+from .segments import DEFAULT_MAX_OPEN, RESOURCE_ERRNOS, SegmentDamaged, SegmentFiles, stitch_lz4
 from .base import (
     Checkpoint,
     GroupMeta,
@@ -709,13 +709,16 @@ class SQLiteStore:
             return _Appended(shard, seq, size), post
         return self._submit(fn, batchable=True, size=len(data))
 
-    def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None) -> ReadResult:
+    def read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None = None,
+             encoding: str = "") -> ReadResult:
         """Up to ``count`` groups from ``start`` (clamped to the oldest kept), at least one, stopping once
         ``max_bytes`` is reached, never past ``end`` or the committed end. The body is the serialized
-        LogGroupList, exactly as PullLogs sends it before compression. The OS refusing descriptors or memory
-        is ServerBusy; damaged data is an error naming the file, never garbage or zeros served."""
+        LogGroupList, exactly as PullLogs sends it before compression; with ``encoding="lz4"`` it may come
+        as one lz4 block made from the stored records (``segments.stitch_lz4``; ``ReadResult.encoding``).
+        The OS refusing descriptors or memory is ServerBusy; damaged data is an error naming the file, never
+        garbage or zeros served."""
         try:
-            return self._read(shard, start, count, max_bytes, end)
+            return self._read(shard, start, count, max_bytes, end, encoding)
         except SLSError:
             raise
         except Exception as exc:  # noqa: BLE001 - classify; anything else stays an internal error
@@ -723,7 +726,8 @@ class SQLiteStore:
                 raise _busy(exc) from None
             raise
 
-    def _read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None) -> ReadResult:
+    def _read(self, shard: ShardMeta, start: int, count: int, max_bytes: int, end: int | None,
+              encoding: str = "") -> ReadResult:
         stop = shard.end_seq if end is None else min(end, shard.end_seq)
         start = max(start, shard.begin_seq)
         if count <= 0 or start >= stop:
@@ -739,6 +743,10 @@ class SQLiteStore:
             if total >= max_bytes:
                 break
         cur.close()
+        if encoding == "lz4" and rows:
+            stitched = self._read_lz4(shard, rows)
+            if stitched is not None:
+                return stitched
         chunks: list[bytes] = []
         done = 0
         i = 0
@@ -777,6 +785,32 @@ class SQLiteStore:
             return ReadResult(b"", 0, max(start, shard.begin_seq))
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return ReadResult(body, done, (rows[done - 1][0] & _SEQ_MASK) + 1)
+
+    def _read_lz4(self, shard: ShardMeta, rows: list[tuple[int, int, int, int]]) -> ReadResult | None:
+        """The rows' groups as one lz4 block, from the stored records (one pread per run of consecutive
+        records, ``segments.stitch_lz4``); None when that cannot be done (first-format segments, a zstd
+        record, damage, a segment gone): ``_read`` then reads the usual way and reports what it finds."""
+        runs: list[bytes] = []
+        i = 0
+        try:
+            while i < len(rows):
+                j = i
+                while (j + 1 < len(rows) and rows[j + 1][1] == rows[i][1]
+                       and rows[j + 1][2] == rows[j][2] + rows[j][3]):
+                    j += 1
+                buf = self.segments.read_stored(shard.uid, rows[i][1], rows[i][2],
+                                                rows[j][2] + rows[j][3] - rows[i][2])
+                if buf is None:
+                    return None
+                runs.append(buf)
+                i = j + 1
+        except FileNotFoundError:
+            return None
+        made = stitch_lz4(runs)
+        if made is None or made[2] != len(rows):
+            return None
+        block, raw_size, count = made
+        return ReadResult(block, count, (rows[-1][0] & _SEQ_MASK) + 1, "lz4", raw_size)
 
     def recv_time_ms(self, shard: ShardMeta, seq: int) -> int | None:
         try:

@@ -492,3 +492,14 @@ def test_c_where_error_of_a_closure_is_the_pulls_error() -> None:
         with pytest.raises(E.ParameterInvalid, match="no group 3"):
             apply_to_groups(compile_spl(spl), body, native=native)
     assert _both_paths("* | where msg = 'zzz' and regexp_extract(msg, 'a', 3) = 'x'", body) == (b"", 0)
+
+
+def test_c_where_runs_its_own_tests_before_python_calls_that_cannot_fail() -> None:
+    """and/or are commutative over true/false/null: a test the scanner decides alone goes before a call into
+    Python that cannot raise (RE2's search); a closure, which may raise, keeps its place."""
+    from sluice.hub.query.spl import _PARSER, native_spec
+
+    _, nodes, _ = native_spec(_PARSER.parse("* | where regexp_like(path, 'a') and status = '500'"))
+    assert [n[0] for n in nodes] == [spl_module._N_CMP, spl_module._N_CALL, spl_module._N_AND]
+    _, nodes, _ = native_spec(_PARSER.parse("* | where lower(path) = 'a' or status = '500'"))
+    assert [n[0] for n in nodes] == [spl_module._N_CALL, spl_module._N_CMP, spl_module._N_OR]

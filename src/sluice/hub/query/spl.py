@@ -965,6 +965,26 @@ def _closure_pred(tree: Any) -> Any:
     return (_N_CALL, (0, name), call, 1)
 
 
+def _calls(node: tuple[Any, ...]) -> bool:
+    """Whether evaluating the node may call into Python (regexp_like or a closure)."""
+    if node[0] in (_N_AND, _N_OR):
+        return _calls(node[1]) or _calls(node[2])
+    if node[0] == _N_NOT:
+        return _calls(node[1])
+    return node[0] == _N_CALL
+
+
+def _may_raise(node: tuple[Any, ...]) -> bool:
+    """Whether the node may raise (a closure: e.g. regexp_extract naming a missing group). Such a node keeps its
+    place in and/or, so that it is evaluated for exactly the logs the closures evaluate it for; the others
+    can trade places (and/or are commutative over true/false/null)."""
+    if node[0] in (_N_AND, _N_OR):
+        return _may_raise(node[1]) or _may_raise(node[2])
+    if node[0] == _N_NOT:
+        return _may_raise(node[1])
+    return node[0] == _N_CALL and len(node) > 3 and node[3] == 1
+
+
 def native_spec(tree: Any) -> tuple[list[tuple[int, bytes]], list[tuple[Any, ...]], int] | None:
     """The leading ``where`` commands of a parsed statement as _splscan.compile's arguments (fields, nodes in
     post-order) and how many wheres that is; None when there is none or one is not a native form."""
@@ -988,7 +1008,10 @@ def native_spec(tree: Any) -> tuple[list[tuple[int, bytes]], list[tuple[Any, ...
     def emit(node: tuple[Any, ...]) -> int:
         t = node[0]
         if t in (_N_AND, _N_OR):
-            a, b = emit(node[1]), emit(node[2])
+            first, second = node[1], node[2]
+            if _calls(first) and not _calls(second) and not _may_raise(first):
+                first, second = second, first  # the C test first: it often decides without the Python call
+            a, b = emit(first), emit(second)
             nodes.append((t, a, b))
         elif t == _N_NOT:
             a = emit(node[1])

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* the walk runs with the GIL released: the readers only return -1 on malformed input (we then decline) */
+#define PBREAD_NO_PYERR
 #include "../../wire/_pbread.h"
 
 #define RS 0x1e
@@ -35,11 +37,8 @@ static int out_grow(Out *o, size_t need) {
     if (o->len + need <= o->cap) return 0;
     size_t cap = o->cap ? o->cap : 4096;
     while (cap < o->len + need) cap *= 2;
-    char *b = PyMem_Realloc(o->buf, cap);
-    if (b == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    char *b = PyMem_RawRealloc(o->buf, cap);
+    if (b == NULL) return -1; /* the caller raises MemoryError once it holds the GIL again */
     o->buf = b;
     o->cap = cap;
     return 0;
@@ -150,7 +149,8 @@ typedef struct {
     int ntags;
 } Header;
 
-/* Status: 1 written, 0 not this path (caller returns None), -1 Python error (memory). */
+/* Status: 1 written, 0 not this path (caller returns None), -1 out of memory. Nothing below touches a
+ * Python object: build_text runs it with the GIL released. */
 #define NOT_HERE 0
 
 static int read_header(Cur g, Header *h) {
@@ -258,11 +258,8 @@ static int put_name(Out *o, Name *nm, const Header *h, const Contents *c) {
 /* Appends one group's records; 1, NOT_HERE or -1. */
 static int group_records(Cur g, long long seq, Name *names, Py_ssize_t nnames, Out *o, Py_ssize_t *recs,
                          Contents *bufs) {
-    Header *h = PyMem_Malloc(sizeof(Header));
-    if (h == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    Header *h = PyMem_RawMalloc(sizeof(Header));
+    if (h == NULL) return -1;
     int r = read_header(g, h);
     if (r != 1) goto done;
     Contents *cur = &bufs[0], *prev = NULL;
@@ -297,7 +294,7 @@ static int group_records(Cur g, long long seq, Name *names, Py_ssize_t nnames, O
     }
     r = 1;
 done:
-    PyMem_Free(h);
+    PyMem_RawFree(h);
     return r;
 }
 
@@ -316,7 +313,7 @@ static PyObject *build_text(PyObject *self, PyObject *args) {
     Out o = {NULL, 0, 0};
     Py_ssize_t nnames = PySequence_Fast_GET_SIZE(names_seq), recs = 0;
     Name *names = PyMem_Calloc((size_t)(nnames ? nnames : 1), sizeof(Name));
-    Contents *bufs = PyMem_Malloc(2 * sizeof(Contents));
+    Contents *bufs = PyMem_RawMalloc(2 * sizeof(Contents));
     if (names == NULL || bufs == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -351,10 +348,12 @@ static PyObject *build_text(PyObject *self, PyObject *args) {
         }
         if ((Py_ssize_t)strlen(p) != n) nm->kind = 0; /* an embedded NUL: matches no clean key */
     }
-    if (out_grow(&o, (size_t)view.len + (size_t)view.len / 4 + 64) < 0) goto done;
     Cur list = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
     long long seq = first;
     int r = 1;
+    /* the hub's event loop runs PutLogs meanwhile (bodies are MBs); a small one is not worth the switch */
+    PyThreadState *ts = view.len >= (16 << 10) ? PyEval_SaveThread() : NULL;
+    if (out_grow(&o, (size_t)view.len + (size_t)view.len / 4 + 64) < 0) r = -1;
     while (list.p < list.end && r == 1) {
         uint32_t f;
         int wt;
@@ -367,9 +366,12 @@ static PyObject *build_text(PyObject *self, PyObject *args) {
             r = NOT_HERE;
         }
     }
-    if (r < 0) goto done;
-    if (r == NOT_HERE || recs == 0) {
-        PyErr_Clear(); /* a malformed body's ValueError: the Python path reports it */
+    if (ts != NULL) PyEval_RestoreThread(ts);
+    if (r < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (r == NOT_HERE || recs == 0) { /* a malformed body: the Python path reports it */
         result = Py_NewRef(Py_None);
         goto done;
     }
@@ -378,9 +380,9 @@ static PyObject *build_text(PyObject *self, PyObject *args) {
         result = Py_BuildValue("(Nn)", text, recs);
     }
 done:
-    PyMem_Free(o.buf);
+    PyMem_RawFree(o.buf);
     PyMem_Free(names);
-    PyMem_Free(bufs);
+    PyMem_RawFree(bufs);
     PyBuffer_Release(&view);
     Py_DECREF(names_seq);
     return result;

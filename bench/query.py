@@ -331,7 +331,59 @@ async def spl_only(args: argparse.Namespace) -> None:
            extra={"spl_only": True, "spl": SPL_WHERE, "logs": len(groups) * per_group, "scale": args.scale})
 
 
+def index_cpu(rate_mb: float, total_mb: float) -> dict[str, float]:
+    """The indexer alone, in this process over a real store (no HTTP, no hub): RATE MB/s of the lag test's
+    groups arrive in 2 shards, a pass every GATHER seconds as the hub's indexer runs them; the CPU time of the
+    indexing thread per MB indexed, which other processes' load disturbs far less than wall-clock lag."""
+    from sluice.hub.query.index import CONFIG_KEY, validate
+    from sluice.hub.query.indexer import GATHER, Indexer
+    from sluice.hub.store.sqlite import SQLiteStore
+
+    index = json.loads(json.dumps(INDEX))
+    index["keys"]["marker"] = {"type": "text"}
+    groups = [encode(make_logs(1024, 99 + k)) for k in range(16)]
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-index-") as tmp:
+        store = SQLiteStore(Path(tmp) / "data")
+        try:
+            store.create_project("bench", "", {}).result()
+            store.create_logstore("bench", "cpu", 1, 2, {CONFIG_KEY: validate(index)}).result()
+            indexer = Indexer(store, Path(tmp) / "index")
+            raw = cpu = worst = due = 0.0
+            i = 0
+            while raw < total_mb * MB:
+                due += rate_mb * MB * GATHER
+                while due >= len(groups[0]):
+                    g = groups[i % len(groups)]
+                    store.append(store.get_shard("bench", "cpu", i % 2), g, 1024).result()
+                    raw, due, i = raw + len(g), due - len(g), i + 1
+                t0 = time.thread_time()
+                while indexer.run_pass():
+                    pass
+                spent = time.thread_time() - t0
+                cpu, worst = cpu + spent, max(worst, spent)
+            size = sum(f.stat().st_size for f in (Path(tmp) / "index").rglob("*") if f.is_file())
+        finally:
+            store.close()
+    return {"raw_mb": raw / MB, "cpu_ms_per_mb": cpu / (raw / MB) * 1000, "worst_pass_ms": worst * 1000,
+            "index_over_raw": size / raw}
+
+
+async def index_only(args: argparse.Namespace) -> None:
+    rows: list[dict[str, object]] = []
+    for rate in [float(r) for r in str(args.lag_rate).split(",")]:
+        r = index_cpu(rate, 10 if args.quick else args.index_mb)
+        rows.append({"test": f"indexer alone at {rate:g} MB/s (pass every 0.25 s)", "raw_MB": r["raw_mb"],
+                     "index_cpu_ms_per_MB": r["cpu_ms_per_mb"], "worst_pass_ms": r["worst_pass_ms"],
+                     "index_over_raw": r["index_over_raw"], "target": "(informational; one core = 50 ms/MB at 20 MB/s)"})
+    report("query", rows, summary="indexer alone: " + ", ".join(
+        f"{r['index_cpu_ms_per_MB']:.0f} ms CPU/MB at {str(r['test']).split(' at ')[1].split(' ')[0]} MB/s"
+        for r in rows), extra={"index_only": True})
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    if args.index_only:
+        await index_only(args)
+        return
     if args.lag_only:
         await lag_only(args)
         return
@@ -435,6 +487,9 @@ def main() -> None:
     p.add_argument("--lag-seconds", type=float, default=10.0)
     p.add_argument("--lag-only", action="store_true", help="only the index lag test (SLUICE_INDEX_HELPER=1 to "
                                                              "decode in a helper process)")
+    p.add_argument("--index-only", action="store_true", help="only the indexer's CPU per MB, in this process over a "
+                                                               "real store at each --lag-rate (no hub, no HTTP)")
+    p.add_argument("--index-mb", type=float, default=150.0, help="MB indexed per rate in --index-only")
     p.add_argument("--spl-only", action="store_true", help="only the SPL where on PullLogs against a plain pull")
     p.add_argument("--spl-rounds", type=int, default=3, help="alternated plain/SPL pulls in --spl-only (median)")
     asyncio.run(main_async(p.parse_args()))

@@ -300,37 +300,51 @@ static PyObject *new_content(PyObject *key, PyObject *value) { /* steals both */
     return (PyObject *)c;
 }
 
-/* Builds the Log of a scan. `log` is NULL (a new Log is made) or a Log nobody else holds (its reference is
+/* Where one log's fields lie, kept by Logs from its check at creation (offsets into the group's bytes), so
+ * reading a log does not parse it a second time. */
+typedef struct {
+    uint32_t k, kn, v, vn;
+} Span4;
+
+typedef struct {
+    uint32_t first, n; /* its Contents: spans[first .. first + n) */
+    uint32_t time, time_ns;
+    uint32_t has_ns;
+} LogMeta;
+
+/* Builds the Log of `lm`. `log` is NULL (a new Log is made) or a Log nobody else holds (its reference is
  * stolen): it is refilled, and so are its Contents tuple and each Content in it that nobody else holds
  * either. Objects nobody else can reach cannot be told apart from new ones; refilling them spares most of
  * the allocations of a `for log in group.Logs` loop (CPython's dict-items and zip iterators do the same
  * with their result tuples). New reference, or NULL with an error set. */
-static PyObject *build_log(LogObject *log, const LogScan *s, Caches *c) {
+static PyObject *build_log(LogObject *log, const LogMeta *lm, const Span4 *spans, const uint8_t *base, Caches *c) {
     PyObject *time, *contents = NULL;
-    if (c->time_obj != NULL && c->time == s->time) {
+    Py_ssize_t n = lm->n;
+    if (c->time_obj != NULL && c->time == lm->time) {
         time = Py_NewRef(c->time_obj);
     } else {
-        time = PyLong_FromUnsignedLong(s->time);
+        time = PyLong_FromUnsignedLong(lm->time);
         if (time == NULL) goto fail;
         Py_XSETREF(c->time_obj, Py_NewRef(time));
-        c->time = s->time;
+        c->time = lm->time;
     }
     if (log != NULL && log->contents != NULL && Py_REFCNT(log->contents) == 1 &&
-        PyTuple_GET_SIZE(log->contents) == s->n) {
+        PyTuple_GET_SIZE(log->contents) == n) {
         contents = log->contents;
         log->contents = NULL;
     } else {
-        contents = PyTuple_New(s->n);
+        contents = PyTuple_New(n);
         if (contents == NULL) goto fail;
         /* Content objects hold only str/bytes and are not GC types, so the tuple can never be part of a
          * cycle: leave it out of the collector */
         PyObject_GC_UnTrack(contents);
     }
-    for (Py_ssize_t j = 0; j < s->n; j++) {
-        const Pair *pr = &s->pairs[j];
-        PyObject *key = cached_key(c->keys, j, pr->kp, pr->kn);
+    spans += lm->first;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        const Span4 *sp = &spans[j];
+        PyObject *key = cached_key(c->keys, j, base + sp->k, sp->kn);
         if (key == NULL) goto fail;
-        PyObject *value = cached_value(c, j, pr->vp, pr->vn);
+        PyObject *value = cached_value(c, j, base + sp->v, sp->vn);
         if (value == NULL) {
             Py_DECREF(key);
             goto fail;
@@ -353,9 +367,9 @@ static PyObject *build_log(LogObject *log, const LogScan *s, Caches *c) {
         log->time = log->time_ns = log->contents = NULL;
     }
     Py_XSETREF(log->time, time);
-    Py_XSETREF(log->time_ns, PyLong_FromUnsignedLong(s->time_ns));
+    Py_XSETREF(log->time_ns, PyLong_FromUnsignedLong(lm->time_ns));
     Py_XSETREF(log->contents, contents);
-    log->has_time_ns = s->has_ns;
+    log->has_time_ns = (int)lm->has_ns;
     if (log->time_ns == NULL) {
         Py_DECREF(log);
         return NULL;
@@ -380,8 +394,9 @@ typedef struct {
     PyObject_HEAD
     Py_buffer view; /* view.obj: the group's bytes (a memoryview of the pull, or bytes) */
     Py_ssize_t n;
-    Py_ssize_t *spans; /* 2 per log: offset, length */
-    Caches *caches;    /* for indexing; made on first use */
+    LogMeta *meta;  /* one per log */
+    Span4 *spans;   /* every log's Contents, in order */
+    Caches *caches; /* for indexing; made on first use */
 } LogsObject;
 
 static PyTypeObject LogsType, LogsIterType;
@@ -391,6 +406,7 @@ static void logs_dealloc(LogsObject *self) {
         caches_clear(self->caches);
         PyMem_Free(self->caches);
     }
+    PyMem_Free(self->meta);
     PyMem_Free(self->spans);
     if (self->view.obj != NULL) PyBuffer_Release(&self->view);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -410,9 +426,14 @@ static PyObject *logs_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         Py_DECREF(self);
         return NULL;
     }
+    if ((uint64_t)self->view.len > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "malformed LogGroup: 4 GiB or more");
+        Py_DECREF(self);
+        return NULL;
+    }
     Cur g = {(const uint8_t *)self->view.buf, (const uint8_t *)self->view.buf + self->view.len};
     const uint8_t *base = g.p;
-    Py_ssize_t cap = 0;
+    Py_ssize_t cap = 0, n_spans = 0, cap_spans = 0;
     LogScan s;
     scan_init(&s);
     while (g.p < g.end) {
@@ -424,16 +445,35 @@ static PyObject *logs_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
             if (read_len(&g, &sub) < 0 || scan_log(sub, &s) < 0) goto fail;
             if (self->n == cap) {
                 cap = cap ? cap * 2 : 256;
-                Py_ssize_t *spans = PyMem_Realloc(self->spans, sizeof(Py_ssize_t) * 2 * cap);
+                LogMeta *meta = PyMem_Realloc(self->meta, sizeof(LogMeta) * cap);
+                if (meta == NULL) {
+                    PyErr_NoMemory();
+                    goto fail;
+                }
+                self->meta = meta;
+            }
+            if (n_spans + s.n > cap_spans) {
+                while (n_spans + s.n > cap_spans) cap_spans = cap_spans ? cap_spans * 2 : 2048;
+                Span4 *spans = PyMem_Realloc(self->spans, sizeof(Span4) * cap_spans);
                 if (spans == NULL) {
                     PyErr_NoMemory();
                     goto fail;
                 }
                 self->spans = spans;
             }
-            self->spans[2 * self->n] = sub.p - base;
-            self->spans[2 * self->n + 1] = sub.end - sub.p;
-            self->n++;
+            LogMeta *lm = &self->meta[self->n++];
+            lm->first = (uint32_t)n_spans;
+            lm->n = (uint32_t)s.n;
+            lm->time = s.time;
+            lm->time_ns = s.time_ns;
+            lm->has_ns = (uint32_t)s.has_ns;
+            for (Py_ssize_t j = 0; j < s.n; j++) {
+                Span4 *sp = &self->spans[n_spans++];
+                sp->k = (uint32_t)(s.pairs[j].kp - base);
+                sp->kn = (uint32_t)s.pairs[j].kn;
+                sp->v = (uint32_t)(s.pairs[j].vp - base);
+                sp->vn = (uint32_t)s.pairs[j].vn;
+            }
         } else if (skip(&g, wt) < 0) {
             goto fail;
         }
@@ -449,18 +489,8 @@ fail:
 static Py_ssize_t logs_len(LogsObject *self) { return self->n; }
 
 /* The i-th log (0 <= i < n), with `caches`; `reuse` as build_log's. */
-static PyObject *logs_build(LogsObject *self, Py_ssize_t i, LogObject *reuse, Caches *c) {
-    const uint8_t *base = (const uint8_t *)self->view.buf;
-    Cur m = {base + self->spans[2 * i], base + self->spans[2 * i] + self->spans[2 * i + 1]};
-    LogScan s;
-    scan_init(&s);
-    PyObject *log = NULL;
-    if (scan_log(m, &s) < 0)
-        Py_XDECREF(reuse);
-    else
-        log = build_log(reuse, &s, c);
-    scan_free(&s);
-    return log;
+static inline PyObject *logs_build(LogsObject *self, Py_ssize_t i, LogObject *reuse, Caches *c) {
+    return build_log(reuse, &self->meta[i], self->spans, (const uint8_t *)self->view.buf, c);
 }
 
 static PyObject *logs_item(LogsObject *self, Py_ssize_t i) {

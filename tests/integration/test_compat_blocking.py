@@ -209,3 +209,33 @@ def test_connection_close_is_honoured(scripted: Any, connects: list[tuple[str, i
 
     assert _in_thread(three) == ["c1", "ok1", "ok1"]
     assert server.requests == 3 and server.connections == 2 and len(connects) == 2
+
+
+@pytest.mark.parametrize("first", [0, 5, 40, 45, 60])
+def test_a_partial_send_is_completed_in_order(first: int) -> None:
+    """sendmsg may take only part of head+body (a socket with a timeout): the rest follows, in order."""
+
+    class FakeSock:
+        def __init__(self) -> None:
+            self.out = b""
+
+        def sendmsg(self, buffers: Any) -> int:
+            data = b"".join(bytes(b) for b in buffers)[:first]
+            self.out += data
+            return len(data)
+
+        def sendall(self, data: Any) -> None:
+            self.out += bytes(data)
+
+        def recv(self, n: int) -> bytes:
+            return OK
+
+        def close(self) -> None:
+            pass
+
+    conn = _blocking.BlockingConnection("127.0.0.1", 1, None, 5.0)
+    conn._sock = fake = FakeSock()
+    head, body = b"H" * 40, bytes(range(20))
+    status, headers, data = conn.exchange(head, body)
+    assert (status, headers["x-log-requestid"], data) == (200, "ok1", b"")
+    assert fake.out == head + body

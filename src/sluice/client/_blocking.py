@@ -86,11 +86,17 @@ class BlockingConnection:
         self._headers, self._body, self._size, self._done = [], [], 0, False
         started = False
         try:
-            if body:
-                sock.sendall(head)
-                sock.sendall(body)
+            if body and not isinstance(sock, _ssl.SSLSocket):  # head and body in one call: one segment less
+                sent = sock.sendmsg((head, body))
+                if sent < len(head):
+                    sock.sendall(head[sent:])
+                    sock.sendall(body)
+                elif sent < len(head) + len(body):
+                    sock.sendall(memoryview(body)[sent - len(head):])
             else:
                 sock.sendall(head)
+                if body:
+                    sock.sendall(body)
             while not self._done:
                 chunk = sock.recv(262144)
                 if not chunk:

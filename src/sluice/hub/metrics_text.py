@@ -303,10 +303,14 @@ class StateLines:
     def parts(self, store: Any, members: Mapping[GroupKey, int]) -> list[bytes]:
         """The five families as chunks to join; the same list object while nothing changed."""
         keys = store.logstore_keys()
+        _pause()  # between the phases: each holds the GIL for at most a few ms (module docstring of _pause)
         rows = store.shard_rows()
+        _pause()
         groups = take_groups(store)
         counts = {k: tuple(members.get((k[0], k[1], g), 0) for g, _ in gl) for k, gl in groups.items()}
+        _pause()
         touched = self._shard_lines(rows)
+        _pause()
         self._logstore_lines(keys, groups)
         self._consumer_lines(rows, groups, counts, touched)
         if self._parts is None:

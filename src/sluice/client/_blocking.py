@@ -47,6 +47,9 @@ class BlockingConnection:
         self._status = 0
         self._keep_alive = False
 
+    def __del__(self) -> None:  # its thread ended (the connection lives in the thread's local)
+        self.close()
+
     def close(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:

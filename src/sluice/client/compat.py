@@ -27,6 +27,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from datetime import datetime
 from typing import Any, Callable, Coroutine, Iterable
 
@@ -595,7 +596,8 @@ class LogClient:
         self._credentials.auth_version, self._credentials.region = auth_version, region or None
         self._local = threading.local()
         self._loops: list[tuple[asyncio.AbstractEventLoop, AsyncClient]] = []  # per-thread, for close()
-        self._conns: list[BlockingConnection] = []  # per-thread blocking connections, for close()
+        # per-thread blocking connections, for close(); held by their thread's local, so they go with it
+        self._conns: weakref.WeakSet[BlockingConnection] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._shared_used = False
 
@@ -604,7 +606,7 @@ class LogClient:
         also closed when garbage-collected)."""
         with self._lock:
             loops, self._loops = self._loops, []
-            conns, self._conns = self._conns, []
+            conns, self._conns = list(self._conns), weakref.WeakSet()
             shared_used, self._shared_used = self._shared_used, False
         for conn in conns:
             conn.close()
@@ -702,7 +704,7 @@ class LogClient:
                 conn.close()
             conn = local.conn = BlockingConnection(host, port, transport.ssl, transport.timeout)
             with self._lock:
-                self._conns.append(conn)
+                self._conns.add(conn)
         try:
             status, rheaders, data = conn.exchange(head, rest)
         except ExchangeFailed:

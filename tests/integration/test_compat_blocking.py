@@ -242,3 +242,47 @@ def test_a_partial_send_is_completed_in_order(first: int) -> None:
     status, headers, data = conn.exchange(head, body)
     assert (status, headers["x-log-requestid"], data) == (200, "ok1", b"")
     assert fake.out == head + body
+
+
+@pytest.fixture(scope="module")
+def tls_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubProcess, str, str]]:
+    """An https hub on 127.0.0.1 with a throwaway CA's certificate; also another CA's PEM."""
+    import trustme
+
+    from sluice.testing import free_port
+
+    d = tmp_path_factory.mktemp("blk-tls")
+    ca, other = trustme.CA(), trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    other.cert_pem.write_to_path(str(d / "other.pem"))
+    leaf.private_key_pem.write_to_path(str(d / "hub.key"))
+    leaf.cert_chain_pems[0].write_to_path(str(d / "hub.crt"))
+    hub = HubProcess(d / "data", host="127.0.0.1", port=free_port(), tls=(d / "hub.crt", d / "hub.key"))
+    hub.start()
+    yield hub, str(d / "ca.pem"), str(d / "other.pem")
+    hub.close()
+
+
+def test_blocking_calls_over_tls_verify_the_certificate(tls_hub: tuple[HubProcess, str, str],
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        connects: list[tuple[str, int]]) -> None:
+    hub, ca, other = tls_hub
+    monkeypatch.setenv("SSL_CERT_FILE", ca)
+    lc = ours.LogClient(hub.url, hub.access_key_id, hub.access_key_secret)
+
+    def work() -> int:
+        lc.create_project("blk-tls", "")
+        lc.create_logstore("blk-tls", "logs", 1, 1)
+        for i in range(3):
+            lc.put_logs(ours.PutLogsRequest("blk-tls", "logs", "", "", [ours.LogItem(1700000000, [("i", str(i))])]))
+        return len(lc.list_logstore("blk-tls").get_logstores())
+
+    assert _in_thread(work) == 1
+    assert len(connects) == 1  # every call over the thread's one TLS connection
+    lc.close()
+    monkeypatch.setenv("SSL_CERT_FILE", other)  # a certificate that does not verify: the regular path's error
+    bad = ours.LogClient(hub.url, hub.access_key_id, hub.access_key_secret)
+    with pytest.raises(ours.LogException, match="certificate"):
+        _in_thread(lambda: bad.list_logstore("blk-tls"))
+    bad.close()

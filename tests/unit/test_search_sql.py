@@ -160,7 +160,7 @@ def test_key_exists_reads_the_column_and_old_rows_from_line(idx: IndexStore, tmp
         return [r["__time__"] for r in rows]
 
     assert idx.raw_of("a") == idx.column_of("a")[0]  # complete: the column alone
-    assert "COALESCE" in idx.raw_of("b") and "regexp" in idx.raw_of("c")
+    assert "COALESCE" in idx.raw_of("b") and idx.raw_of("c") != idx.column_of("c")[0]  # long: its text from line
     assert times("a: *") == ["5", "8"] and times("b: *") == ["5", "7"] and times("c: *") == ["6", "7"]
     assert times("b: x") == [] and times("b: y") == ["7"]  # a key's value search: data indexed since it was added
     idx.close()
@@ -180,3 +180,24 @@ def test_a_search_does_not_wait_for_the_writer(idx: IndexStore) -> None:
     idx.ingest(1, 0, [(0, 0, {"a": "1", "__time__": 5})], 1)
     with idx._lock:
         assert idx.search(parse_search("a: 1"), spec, 0, 100, None, 0, 10, False).processed == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "ab", "", "b a", "é"]),
+                                st.sampled_from(["a", "b", "", "ab", "x", "é"]), max_size=4), min_size=1, max_size=6),
+       st.sampled_from(["a", "b", "ab", "", "b a", "é", "x", "a\x00b", "'"]))
+def test_a_key_looked_up_in_line_is_the_logs_own_value(idx: IndexStore, logs: list[dict[str, str]], key: str) -> None:
+    """The lookup of an unindexed key in ``line`` (search, ``key: *``) gives exactly the log's value for that key,
+    never a value that happens to equal the key, and NULL when the log lacks it."""
+    from sluice.hub.query.engine import _pair_value
+
+    idx.ingest(9, 0, [(i, 0, {**d, "__time__": 1}) for i, d in enumerate(logs)], len(logs))
+    cur = idx._cursor()
+    try:
+        got = [r[0] for r in cur.execute(f"SELECT {_pair_value('line', key)} FROM logs WHERE shard = 0 "
+                                         "AND seq < ? ORDER BY seq", [len(logs)]).fetchall()[-len(logs):]]
+    finally:
+        cur.close()
+        with idx._lock:
+            idx._con.execute("DELETE FROM logs")
+    assert got == [d.get(key) for d in logs]

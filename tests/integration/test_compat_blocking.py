@@ -214,6 +214,18 @@ def test_connection_close_is_honoured(scripted: Any, connects: list[tuple[str, i
     assert server.requests == 3 and server.connections == 2 and len(connects) == 2
 
 
+def test_an_answer_followed_by_bytes_nobody_asked_for_is_not_reused(scripted: Any,
+                                                                     connects: list[tuple[str, int]]) -> None:
+    server, lc = scripted([OK + OK, OK])  # a second response nobody asked for: the stream is out of step
+
+    def two() -> list[str]:  # on one thread, so one blocking connection unless it is dropped
+        return [lc.put_logs(ours.PutLogsRequest("p", "l", "", "", [ours.LogItem(1, [("a", "1")])])).get_request_id()
+                for _ in range(2)]
+
+    assert _in_thread(two) == ["ok1", "ok1"]
+    assert server.requests == 2 and server.connections == 2 and len(connects) == 2  # the second on a new one
+
+
 @pytest.mark.parametrize("first", [0, 5, 40, 45, 60])
 def test_a_partial_send_is_completed_in_order(first: int) -> None:
     """sendmsg may take only part of head+body (a socket with a timeout): the rest follows, in order."""

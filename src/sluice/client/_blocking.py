@@ -46,6 +46,7 @@ class BlockingConnection:
         self._parser: Any = None
         self._status = 0
         self._keep_alive = False
+        self._messages = 0
 
     def __del__(self) -> None:  # its thread ended (the connection lives in the thread's local)
         self.close()
@@ -86,7 +87,7 @@ class BlockingConnection:
     def _exchange(self, head: bytes, body: bytes, reused: bool) -> tuple[int, CIMultiDict[str], bytes]:
         sock = self._sock
         parser = self._parser = httptools.HttpResponseParser(self)
-        self._headers, self._body, self._size, self._done = [], [], 0, False
+        self._headers, self._body, self._size, self._done, self._messages = [], [], 0, False, 0
         started = False
         try:
             if body and not isinstance(sock, _ssl.SSLSocket):  # head and body in one call: one segment less
@@ -121,13 +122,19 @@ class BlockingConnection:
         except BaseException:
             self.close()
             raise
+        if 100 <= self._status < 200:  # an interim answer (never asked for): not this module's case
+            self.close()
+            raise ExchangeFailed(f"interim response {self._status}")
         framed = any(name.lower() in ("content-length", "transfer-encoding") for name, _ in self._headers)
-        if not self._keep_alive or not framed:
+        if not self._keep_alive or not framed or self._messages > 1:  # > 1: bytes nobody asked for followed
             self.close()
         data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         return self._status, CIMultiDict(self._headers), data
 
     # ---------------------------------------------------------------- httptools callbacks
+    def on_message_begin(self) -> None:
+        self._messages += 1
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 

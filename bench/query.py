@@ -214,7 +214,8 @@ async def index_lag(b: Bench, rate_mb: float, seconds: float, ls: str = "lag") -
     mb = sent * len(group) / MB
     return {"achieved_mb_per_s": mb / elapsed, "markers": len(values),
             "p50_s": percentile(values, 50), "p99_s": percentile(values, 99), "max_s": max(values),
-            "hub_cpu_ms_per_mb": (cpu1[0] - cpu0[0]) / mb * 1000, "index_cpu_ms_per_mb": (cpu1[1] - cpu0[1]) / mb * 1000}
+            "hub_cpu_ms_per_mb": (cpu1[0] - cpu0[0]) / mb * 1000,
+            "index_cpu_ms_per_mb": (cpu1[1] - cpu0[1]) / mb * 1000}
 
 
 async def lag_rows(b: Bench, args: argparse.Namespace, rows: list[dict[str, object]]) -> dict[str, float]:
@@ -374,7 +375,8 @@ async def index_only(args: argparse.Namespace) -> None:
         r = index_cpu(rate, 10 if args.quick else args.index_mb)
         rows.append({"test": f"indexer alone at {rate:g} MB/s (pass every 0.25 s)", "raw_MB": r["raw_mb"],
                      "index_cpu_ms_per_MB": r["cpu_ms_per_mb"], "worst_pass_ms": r["worst_pass_ms"],
-                     "index_over_raw": r["index_over_raw"], "target": "(informational; one core = 50 ms/MB at 20 MB/s)"})
+                     "index_over_raw": r["index_over_raw"],
+                     "target": "(informational; one core = 50 ms/MB at 20 MB/s)"})
     report("query", rows, summary="indexer alone: " + ", ".join(
         f"{r['index_cpu_ms_per_MB']:.0f} ms CPU/MB at {str(r['test']).split(' at ')[1].split(' ')[0]} MB/s"
         for r in rows), extra={"index_only": True})

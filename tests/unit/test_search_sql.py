@@ -201,3 +201,25 @@ def test_a_key_looked_up_in_line_is_the_logs_own_value(idx: IndexStore, logs: li
         with idx._lock:
             idx._con.execute("DELETE FROM logs")
     assert got == [d.get(key) for d in logs]
+
+
+def test_the_kept_progress_is_the_tables(idx: IndexStore, tmp_path: Path) -> None:
+    """progress() answers from memory: after ingests (one and several shards), a failed transaction, expiry,
+    forgotten shards and a reopen it equals the table the crash-resume reads."""
+    def table(store: IndexStore) -> dict[int, int]:
+        with store._lock:
+            return dict(store._con.execute("SELECT uid, seq FROM progress").fetchall())
+
+    idx.ingest(1, 0, [(0, 0, {"a": "1", "__time__": 5})], 1)
+    assert idx.ingest_texts([(1, 0, ("", 0), 4), (2, 1, ("", 0), 3)], idx.key_names())
+    with pytest.raises(Exception):  # noqa: B017,PT011 - any DuckDB error: nothing of the transaction stays
+        idx.ingest_texts([(3, 2, ("", 0), 9), (1, 0, ("x\x1fy", 1), 7)], idx.key_names())
+    assert idx.progress() == table(idx) == {1: 4, 2: 3}
+    idx.expire(1, 0, 2)
+    assert idx.forget_shards({1}) == 1 and idx.progress() == table(idx) == {1: 4}
+    idx.close()
+    again = IndexStore(tmp_path / "p" / "ls.duckdb")
+    try:
+        assert again.progress() == table(again) == {1: 4} and again.expire(1, 0, 2) == 0
+    finally:
+        again.close()

@@ -95,6 +95,11 @@ class IndexStore:
         keycols = self._con.execute("SELECT name, col, type, complete FROM keycols").fetchall()
         self._keycols: dict[str, tuple[str, str]] = {n: (c, t) for n, c, t, _ in keycols}
         self._complete = {n for n, _, _, done in keycols if done}
+        # the progress table as of the last commit, kept here (this object is the file's only writer): an
+        # indexing pass asks for it per logstore, expiry per shard, and a query each cost ~0.5 ms
+        self._progress: dict[int, list[int]] = {
+            uid: [seq, begin] for uid, seq, begin in self._con.execute("SELECT uid, seq, begin_seq FROM progress")
+            .fetchall()}
         self.closed = False
 
     def close(self) -> None:
@@ -149,7 +154,10 @@ class IndexStore:
     # ------------------------------------------------------------------ writing
     def progress(self) -> dict[int, int]:
         with self._lock:
-            return {uid: seq for uid, seq in self._con.execute("SELECT uid, seq FROM progress").fetchall()}
+            return {uid: p[0] for uid, p in self._progress.items()}
+
+    def _committed(self, uid: int, next_seq: int) -> None:
+        self._progress.setdefault(uid, [0, 0])[0] = next_seq
 
     def ingest(self, uid: int, shard_id: int, rows: list[tuple[int, int, dict[str, Any]]], next_seq: int) -> None:
         """Append ``rows`` ((seq, i, log dict)) of one shard and move its progress to ``next_seq``, atomically."""
@@ -166,6 +174,7 @@ class IndexStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self._committed(uid, next_seq)
 
     def ingest_groups(self, uid: int, shard_id: int, groups: list[tuple[int, list[dict[str, Any]]]],
                       next_seq: int) -> None:
@@ -184,6 +193,7 @@ class IndexStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            self._committed(uid, next_seq)
 
     def key_names(self) -> list[str]:
         """The index keys in column order (what :func:`batch.build_text` is given)."""
@@ -214,6 +224,8 @@ class IndexStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            for uid, _, _, next_seq in batches:
+                self._committed(uid, next_seq)
             return True
 
     def _set_progress(self, uid: int, shard_id: int, next_seq: int) -> None:
@@ -270,13 +282,14 @@ class IndexStore:
         with self._lock:
             if self.closed:
                 return 0
-            row = self._con.execute("SELECT begin_seq FROM progress WHERE uid = ?", [uid]).fetchone()
-            if row is None or row[0] >= begin_seq:
+            have = self._progress.get(uid)
+            if have is None or have[1] >= begin_seq:
                 return 0
             self._con.execute("BEGIN")
             n = self._con.execute("DELETE FROM logs WHERE shard = ? AND seq < ?", [shard_id, begin_seq]).fetchone()
             self._con.execute("UPDATE progress SET begin_seq = ? WHERE uid = ?", [begin_seq, uid])
             self._con.execute("COMMIT")
+            have[1] = begin_seq
             return int(n[0]) if n else 0
 
     def forget_shards(self, keep: set[int]) -> int:
@@ -291,6 +304,7 @@ class IndexStore:
                 self._con.execute("DELETE FROM logs WHERE shard = ?", [sid])
                 self._con.execute("DELETE FROM progress WHERE uid = ?", [uid])
                 self._con.execute("COMMIT")
+                self._progress.pop(uid, None)
             return len(gone)
 
     # ------------------------------------------------------------------ reading

@@ -146,8 +146,12 @@ static const char *walk_lz4(Writer *w, const uint8_t *p, size_t n, uint32_t raw_
         }
         ml += 4;
         if (off == 0 || off > produced) return "lz4 offset outside the group";
+        /* the block format's end rules (a match starts 12 or more bytes before the end, its last 5 bytes are
+           literals), checked per group: the group ends the block if it is the last one, and a record that
+           breaks them may still pass lz4's own decoder (its fast path) while the stitched block does not */
+        if (produced + 12 > raw_len) return "lz4 match starts too near the group's end";
         produced += ml;
-        if (produced > raw_len) return "lz4 data longer than the group";
+        if (produced + 5 > raw_len) return "lz4 match ends too near the group's end";
         if (first) {
             if (literal(w, literals, lit) < 0 || flush(w, token & 15, p + tail, ip - tail) < 0) return NOMEM;
             first = 0;

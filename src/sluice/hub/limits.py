@@ -18,10 +18,11 @@ then trickles (or stops sending) the body would hold a connection and its buffer
 Idle connections (and a client that never finishes its headers) are closed by aiohttp's keep-alive timer,
 set from ``idle_timeout`` in ``server.py``.
 
-* ``bounded_writes`` (a middleware, installed by ``server.py``): responses larger than ``WRITE_SLICE`` are written
-  in slices, each handed to the socket only once the previous one has drained, so a client that does not read
-  pins at most its one response plus a slice (aiohttp would otherwise copy headers and body into one buffer and
-  wait for it to drain without any limit: 40 clients that sent PullLogs and never read held +315 MB, for ever).
+* ``bounded_writes`` (a middleware, installed by ``server.py``): responses larger than ``ONE_WRITE`` are written
+  in slices of ``WRITE_SLICE``, each handed to the socket only once the previous one has drained, so a client
+  that does not read pins at most its one response plus ``ONE_WRITE`` (aiohttp copies headers and body into one
+  buffer and waits for it to drain without any limit: 40 clients that sent PullLogs and never read held
+  +315 MB, for ever).
 * ``StalledWrites`` (started by ``server.py``): the write timeout. A connection whose client has taken none of
   the bytes queued for it for ``write_timeout`` seconds (the hub's ``idle_timeout``) is aborted, which frees
   everything it held, whatever the response (large, small, or many pipelined ones). Like nginx's
@@ -46,13 +47,17 @@ from .config import HubConfig
 
 log = logging.getLogger("sluice.hub")
 
-__all__ = ["ByteSemaphore", "RequestLimits", "MAX_JSON_BODY", "WRITE_SLICE", "Slots", "StalledWrites",
+__all__ = ["ByteSemaphore", "RequestLimits", "MAX_JSON_BODY", "ONE_WRITE", "WRITE_SLICE", "Slots", "StalledWrites",
            "bounded_writes"]
 
 WRITE_SLICE = 1 << 20
 """Slice size of a large response. Measured (hub CPU per MB pulled, one shard, ~1 MB lz4 answers): 256 KiB slices
-cost ~45% more hub CPU than one write (~300 vs ~535 MB per CPU-second), 1 MiB ~6% (~500); a stalled client
-holds its response plus at most this."""
+cost ~45% more hub CPU than one write (~300 vs ~535 MB per CPU-second), 1 MiB ~6% (~500)."""
+ONE_WRITE = 2 << 20
+"""Responses up to this size are handed to aiohttp in one write. Since lz4 PullLogs answers are made without
+compressing (store/_lz4stitch.c) the slices were the largest cost of a pull: a 1-shard pull of ~1.3 MB answers
+took 900-970 MB per hub CPU-second in 1 MiB slices and 1,380-1,530 in one write (750-800 vs 510-575 MB/s);
+a stalled client holds its response plus at most this."""
 MAX_JSON_BODY = 4 << 20
 """JSON request bodies are refused over this before they are parsed: parsing up to --max-put-bytes of JSON held the
 event loop for a second and a few hundred MB (#17 item 2's class). Projects, logstores, groups and checkpoints
@@ -183,7 +188,7 @@ def bounded_writes() -> Callable[..., Awaitable[web.StreamResponse]]:
                          ) -> web.StreamResponse:
         resp = await handler(request)
         body = resp.body if type(resp) is web.Response else None
-        if not isinstance(body, bytes) or len(body) <= WRITE_SLICE:
+        if not isinstance(body, bytes) or len(body) <= ONE_WRITE:
             return resp  # small: aiohttp writes it in one go; an idle connection is closed by the keep-alive timer
         stream = web.StreamResponse(status=resp.status, reason=resp.reason, headers=resp.headers)
         stream.content_length = len(body)

@@ -4,9 +4,13 @@ fuzzing an AddressSanitizer build; the cases are small and run in the normal sui
 
 from __future__ import annotations
 
+import copy
+import gc
+import pickle
 import random
 import struct
 import zlib
+from typing import Any
 
 import lz4.block
 import pytest
@@ -96,3 +100,89 @@ def test_lz4stitch_random_damage_with_recomputed_crc() -> None:
         rec = _lz4_record(b"\0" * raw_len, bytes(payload))
         good = _lz4_record(raw, lz4.block.compress(raw, store_size=False))
         _same_as_usual([good + rec] if rng.random() < 0.5 else [rec, good])
+
+
+# ------------------------------------------------------------------ client/_sdklogs.c
+def _sdk_group(nlogs: int, ncontents: int) -> bytes:
+    from sluice.wire.loggroup import LogGroupRaw
+    g = LogGroupRaw()
+    for i in range(nlogs):
+        log = g.Logs.add()
+        log.Time = 1_700_000_000 + i
+        for j in range(ncontents):
+            c = log.Contents.add()
+            c.Key = f"k{j}"
+            c.Value = f"v{i}-{j}".encode()
+    return g.SerializeToString()
+
+
+def _sdklogs() -> Any:
+    return pytest.importorskip("sluice.client._sdklogs")
+
+
+def test_sdklogs_iterator_drained_by_a_finalizer_during_a_build() -> None:
+    """A Log's build allocates a Contents tuple (25 items: no free list), which can run the collector and
+    with it any finalizer; one that exhausts the same iterator made it let go of the Logs, whose buffer and
+    field offsets the build was still reading (heap use-after-free under ASan)."""
+    M = _sdklogs()
+    it = iter(M.Logs(_sdk_group(50, 25)))  # the iterator holds the only reference to the Logs
+    drained: list[int] = []
+
+    class Drain:
+        def __del__(self) -> None:
+            drained.append(sum(1 for _ in it))
+            junk.extend(bytearray(b"\xff" * 20_000) for _ in range(8))  # reuse what was freed
+
+    junk: list[bytearray] = []
+    for _ in range(5):
+        d = Drain()
+        d.me = d  # type: ignore[attr-defined]  # a cycle: freed by the collector
+    del d
+    old = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        log = next(it)
+    finally:
+        gc.set_threshold(*old)
+    gc.collect()
+    assert log.Time == 1_700_000_000
+    assert [(c.Key, c.Value) for c in log.Contents] == [(f"k{j}", f"v0-{j}") for j in range(25)]
+    assert next(it, None) is None
+
+
+def test_sdklogs_objects_outlive_their_group_and_stay_read_only() -> None:
+    M = _sdklogs()
+    logs = M.Logs(bytearray(_sdk_group(3, 22)))
+    kept = list(logs)  # distinct objects: nothing is refilled under a holder
+    first_contents = logs[0].Contents
+    one = next(iter(logs))
+    del logs
+    gc.collect()
+    assert [log.Time for log in kept] == [1_700_000_000 + i for i in range(3)]
+    assert [(c.Key, c.Value) for c in first_contents] == [(f"k{j}", f"v0-{j}") for j in range(22)]
+    assert one.Contents == kept[0].Contents and one.Contents != kept[1].Contents
+    for obj in (one, one.Contents[0]):
+        with pytest.raises(TypeError):
+            pickle.dumps(obj)
+        with pytest.raises(TypeError):
+            copy.copy(obj)
+        with pytest.raises(AttributeError):
+            obj.Key = "x"
+
+
+@pytest.mark.parametrize("buf", [
+    b"\x0a\x80",  # truncated length
+    b"\x0a\x05\x12\x03\x0a\x05",  # Content's key runs past its Content
+    b"\x0a\x0b\x12\x09\x0a\xff\xff\xff\xff\xff\xff\xff\xff",  # huge key length
+    b"\x0a\x02\x08" + b"\xff" * 11,  # varint longer than 10 bytes
+    b"\x0a\x03\x25\x00\x00",  # truncated fixed32
+    b"\x0a\x01\x0f",  # wire type 7
+    b"\x0a\x02\x00\x00",  # field number 0
+])
+def test_sdklogs_malformed_logs_are_refused_like_the_protobuf_runtime(buf: bytes) -> None:
+    from sluice.wire.loggroup import LogGroupRaw
+    M = _sdklogs()
+    with pytest.raises(Exception):
+        LogGroupRaw().ParseFromString(buf)
+    with pytest.raises(ValueError, match="malformed LogGroup"):
+        M.Logs(buf)

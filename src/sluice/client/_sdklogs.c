@@ -585,7 +585,11 @@ static PyObject *logsiter_next(LogsIterObject *it) {
             break;
         }
     }
-    PyObject *log = logs_build(it->logs, it->i, reuse, &it->caches);
+    /* held across the build: an allocation in it can run a finalizer (the collector) that exhausts this same
+       iterator, which lets go of the Logs (and its buffer) while the build still reads them */
+    LogsObject *logs = (LogsObject *)Py_NewRef(it->logs);
+    PyObject *log = logs_build(logs, it->i, reuse, &it->caches);
+    Py_DECREF(logs);
     if (log == NULL) return NULL;
     it->i++;
     if (slot < 0) slot = it->spare[0] == NULL ? 0 : it->spare[1] == NULL ? 1 : (int)(it->i & 1);

@@ -66,7 +66,8 @@ class Hub:
                               waits=self.waits)
         self.retention = Retention(store, config.ttl_interval, self._executor)
         # search, SQL and index configs (#21): a background indexer per hub, fed by commits, never by PutLogs
-        self.query = QueryService(store, config.data_dir / "index", self._executor, config.max_pull_bytes)
+        self.query = QueryService(store, config.data_dir / "index", self._executor, config.max_pull_bytes,
+                                  config.max_open_indexes)
         store.add_listener(self.query.notify)
         self.ctx.query = self.query
         self._req_prefix = f"{os.getpid() & 0xFFFF:04X}{int(time.time()):08X}"

@@ -32,6 +32,7 @@ DEFAULT_MAX_PULL_COUNT = 1000  # SLS: count is 0..1000 LogGroups
 DEFAULT_MAX_WAIT = 30.0  # long-poll ceiling for sluice's own consumer, seconds
 DEFAULT_TTL_INTERVAL = 60.0
 DEFAULT_MAX_OPEN_SEGMENTS = 128  # store/segments.py's LRU of write descriptors; well under `ulimit -n 1024`
+DEFAULT_MAX_OPEN_INDEXES = 64  # #21: query/indexer.py's LRU of open DuckDB index files (docs/query.md)
 # Memory bounds (docs/security.md): request bodies held at once (compressed body + declared raw size), how
 # long a request may wait for room before 503 ServerBusy, how long a body may take to arrive after its
 # headers, and how long a connection may sit idle (also bounds a client that never finishes its headers).
@@ -108,6 +109,9 @@ class HubConfig:
                                "headers) stays open.")
     max_open_segments: int = _cli(DEFAULT_MAX_OPEN_SEGMENTS, "Segment files kept open for writing (least recently "
                                   "written closed first): the data's descriptor budget, whatever the number of shards.")
+    max_open_indexes: int = _cli(DEFAULT_MAX_OPEN_INDEXES, "Search index files (one DuckDB per indexed logstore) "
+                                 "kept open (least recently used closed first, reopened on demand; one in use "
+                                 "is never closed).")
 
     def __post_init__(self) -> None:
         if not self.access_keys and not self.keys and not self.no_auth:
@@ -133,6 +137,8 @@ class HubConfig:
             raise ConfigError("--group-quota must be at least 1")
         if self.max_open_segments < 1:
             raise ConfigError("--max-open-segments must be at least 1")
+        if self.max_open_indexes < 1:
+            raise ConfigError("--max-open-indexes must be at least 1")
         if self.max_put_bytes < 1024 or self.max_put_logs < 1:
             raise ConfigError("--max-put-bytes must be >= 1024 and --max-put-logs >= 1")
 

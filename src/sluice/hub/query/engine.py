@@ -48,6 +48,11 @@ _META = ("__time__", "__topic__", "__source__")
 _TYPES = {"long": "BIGINT", "double": "DOUBLE"}
 
 
+def _kind(type_: str) -> str:
+    """The column kind of an index key type."""
+    return "long" if type_ == "long" else "double" if type_ == "double" else "text"
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -69,8 +74,7 @@ class IndexStore:
         self.path = path
         self._lock = threading.Lock()
         # The file is attached (not opened as the main database) because only ATTACH takes a row group size.
-        self._con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": MEMORY_LIMIT,
-                                                       "temp_directory": str(path) + ".tmp"})
+        self._con = _connect({"threads": 1, "memory_limit": MEMORY_LIMIT, "temp_directory": str(path) + ".tmp"})
         try:
             self._con.execute(f"ATTACH {_sql_str(str(path))} AS idx (ROW_GROUP_SIZE {int(ROW_GROUP_SIZE)})")
             self._con.execute("USE idx")
@@ -114,7 +118,7 @@ class IndexStore:
         """A column per index key (type from the config); a key whose type changed gets a new column."""
         with self._lock:
             for name, key in spec.keys.items():
-                kind = "long" if key.type == "long" else "double" if key.type == "double" else "text"
+                kind = _kind(key.type)
                 have = self._keycols.get(name)
                 if have is not None and have[1] == kind:
                     continue
@@ -124,6 +128,25 @@ class IndexStore:
                 self._con.execute("INSERT OR REPLACE INTO keycols VALUES (?, ?, ?, ?)", [name, col, kind, bool(empty)])
                 self._keycols[name] = (col, kind)
                 (self._complete.add if empty else self._complete.discard)(name)
+
+    def needs_work(self, spec: IndexSpec, shards: Iterable[Any]) -> bool:
+        """Whether an indexing pass would change anything (a key to add, a shard to forget, expire or index),
+        from what this object knows as of its last commit: also answers once closed, so the indexer does not
+        reopen an idle index that the open-index bound closed (indexer.py)."""
+        for name, key in spec.keys.items():
+            have = self._keycols.get(name)
+            if have is None or have[1] != _kind(key.type):
+                return True
+        shards = list(shards)
+        if any(uid not in {s.uid for s in shards} for uid in self._progress):
+            return True
+        for shard in shards:
+            seq, begin = self._progress.get(shard.uid, (0, None))
+            if begin is not None and shard.begin_seq > 0 and begin < shard.begin_seq:
+                return True
+            if max(seq, shard.begin_seq) < shard.end_seq:
+                return True
+        return False
 
     def column_of(self, key: str) -> tuple[str, str]:
         """(SQL expression, type) of a key for search: its typed column, a meta column, or the JSON field."""
@@ -417,6 +440,24 @@ class IndexStore:
         except OSError:
             size = 0
         return int(n), size
+
+
+_NO_ASYNC: dict[str, Any] = {"async_threads": 0}
+
+
+def _connect(config: dict[str, Any]) -> Any:
+    """A DuckDB instance for one index. DuckDB 2.0 starts 8 asynchronous I/O threads per instance (for Parquet
+    and CSV reads, which an index never does: external access is off, its own file is read synchronously):
+    ``async_threads`` 0 leaves an open index 1 thread instead of 9 (docs/query.md, "Many indexes"). Older
+    DuckDB has no such setting and no such threads."""
+    global _NO_ASYNC
+    try:
+        return duckdb.connect(":memory:", config={**config, **_NO_ASYNC})
+    except duckdb.Error:
+        if not _NO_ASYNC:
+            raise
+        _NO_ASYNC = {}
+        return duckdb.connect(":memory:", config=config)
 
 
 def _sql_str(s: str) -> str:

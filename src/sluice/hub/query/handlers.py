@@ -24,7 +24,7 @@ from ...wire import errors as E
 from ...wire.loggroup import split_groups
 from .engine import QueryResult
 from .index import CONFIG_KEY, IndexSpec, index_error, validate
-from .indexer import Indexer, _decode
+from .indexer import DEFAULT_MAX_OPEN, Indexer, _decode
 from .search import Node, parse_search, row_matcher, split_query
 
 __all__ = ["QueryService", "index_route", "get_logs", "get_histograms", "query_logs", "histograms", "MAX_SCAN_BYTES", "MAX_LINES",
@@ -43,13 +43,14 @@ class QueryService:
     """What the query handlers use: the store, the indexer, the reader threads. The hub owns one, starts it
     with the event loop (``start``), registers ``notify`` as a store commit listener and stops it last."""
 
-    def __init__(self, store: Any, index_root: Path, executor: Executor, max_pull_bytes: int) -> None:
+    def __init__(self, store: Any, index_root: Path, executor: Executor, max_pull_bytes: int,
+                 max_open_indexes: int = DEFAULT_MAX_OPEN) -> None:
         self.store = store
         self.executor = executor
         # SLUICE_INDEX_HELPER=1 moves decoding to a helper process; off by default: on the 2-core bench machine
         # it did not lower index lag or raise catch-up throughput (bench/query.py --lag-only compares both)
         helper = os.environ.get("SLUICE_INDEX_HELPER", "0") == "1"
-        self.indexer = Indexer(store, index_root, max_pull_bytes, helper=helper)
+        self.indexer = Indexer(store, index_root, max_pull_bytes, helper=helper, max_open=max_open_indexes)
 
     def start(self) -> None:
         self.indexer.start()
@@ -65,6 +66,13 @@ def _json(data: Any, headers: dict[str, str] | None = None) -> web.Response:
     resp = web.Response(body=json.dumps(data, ensure_ascii=False).encode(), headers=headers)
     resp.headers["Content-Type"] = "application/json"
     return resp
+
+
+def _leased(hub: Any, project: str, ls: str, method: str, *args: Any) -> Any:
+    """Run one IndexStore method under a lease of the logstore's index (a reader thread: opening the file,
+    or waiting for one of the bounded open indexes, never blocks the event loop)."""
+    with hub.indexer.lease(project, ls) as idx:
+        return getattr(idx, method)(*args)
 
 
 def _spec(hub: Any, project: str, ls: str) -> tuple[Any, IndexSpec | None]:
@@ -156,12 +164,12 @@ async def query_logs(hub: Any, project: str, ls: str, start: int, end: int, quer
                                                       offset, line, reverse)
         progress = "Complete" if complete else "Incomplete"
     else:
-        idx = hub.indexer.index_for(project, ls)
         if sql is not None:
-            result = await loop.run_in_executor(hub.executor, idx.analyze, node, spec, start, end, topic, sql)
+            result = await loop.run_in_executor(hub.executor, _leased, hub, project, ls, "analyze", node, spec,
+                                                start, end, topic, sql)
         else:
-            result = await loop.run_in_executor(hub.executor, idx.search, node, spec, start, end, topic,
-                                                offset, line, reverse, False)
+            result = await loop.run_in_executor(hub.executor, _leased, hub, project, ls, "search", node, spec,
+                                                start, end, topic, offset, line, reverse, False)
     return result, progress, search_text, sql
 
 
@@ -277,8 +285,8 @@ async def histograms(hub: Any, project: str, ls: str, start: int, end: int, quer
         buckets, complete = await loop.run_in_executor(hub.executor, scan, hub, meta, node, start, end, topic,
                                                        0, 0, False, step)
     else:
-        idx = hub.indexer.index_for(project, ls)
-        buckets = await loop.run_in_executor(hub.executor, idx.histogram, node, spec, start, end, topic, step)
+        buckets = await loop.run_in_executor(hub.executor, _leased, hub, project, ls, "histogram", node, spec,
+                                             start, end, topic, step)
     progress = "Complete" if complete else "Incomplete"
     out = []
     b = 0

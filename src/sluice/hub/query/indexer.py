@@ -7,6 +7,13 @@ and soon after the store reports a commit (at most every :data:`GATHER` seconds 
 so a query sees new data well within 2 s. Groups the store
 expired (TTL) are deleted from the index on the next pass; a deleted index or logstore removes its file.
 
+At most ``max_open`` index files are open at once (``--max-open-indexes``, :data:`DEFAULT_MAX_OPEN`): each
+open DuckDB instance holds descriptors, a buffer pool and threads, and a hub may index hundreds of logstores.
+Users take an index with :meth:`Indexer.lease` (the indexer for a logstore's pass, a query for its run); the
+least recently used index nobody holds is closed to make room, and reopened on the next lease (its checkpoint
+is in the file, so nothing is lost or repeated). An index being used is never closed by the bound: when every
+open one is in use, a lease waits (at most :data:`LEASE_WAIT` s, then ServerBusy) for one to be returned.
+
 Runs on one thread of its own (DuckDB writes are serialised per file anyway), so indexing competes with
 neither the event loop nor PullLogs' reader threads.
 """
@@ -19,16 +26,19 @@ import multiprocessing
 import os
 import shutil
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...wire.errors import LogStoreNotExist, ProjectNotExist
+from ...wire.errors import LogStoreNotExist, ProjectNotExist, ServerBusy
 from ...wire.loggroup import split_groups
 from .batch import build_from_body, build_text_c, exit_with_parent
-from .engine import IndexStore
+from .engine import QUERY_TIMEOUT, IndexStore
 from .index import CONFIG_KEY, IndexSpec
 
 try:
@@ -36,7 +46,7 @@ try:
 except ImportError:  # pragma: no cover
     _group_logs = None
 
-__all__ = ["Indexer", "POLL_INTERVAL", "GATHER", "BATCH_GROUPS", "BATCH_BYTES"]
+__all__ = ["Indexer", "POLL_INTERVAL", "GATHER", "BATCH_GROUPS", "BATCH_BYTES", "DEFAULT_MAX_OPEN", "LEASE_WAIT"]
 
 log = logging.getLogger("sluice.hub.indexer")
 
@@ -49,6 +59,12 @@ BATCH_GROUPS = 1000
 """Most LogGroups indexed per shard per transaction."""
 BATCH_BYTES = 8 << 20
 """Most raw bytes indexed per shard per transaction."""
+DEFAULT_MAX_OPEN = 64
+"""Index files open at once unless the hub says otherwise (docs/query.md, "Many indexes": an open index costs
+~4 descriptors and a few MB; reopening one ~5-15 ms)."""
+LEASE_WAIT = QUERY_TIMEOUT + 5.0
+"""Seconds a lease waits for an open index to be returned when all ``max_open`` are in use (a query holds one
+for at most QUERY_TIMEOUT); then ServerBusy."""
 
 
 def _name_os_thread() -> None:
@@ -86,12 +102,27 @@ class _Job:
 class Indexer:
     """One per hub. ``store`` is the hub's store (its logstore table, ``read``); ``root`` the index directory."""
 
-    def __init__(self, store: Any, root: Path, max_pull_bytes: int = BATCH_BYTES, helper: bool = False) -> None:
+    def __init__(self, store: Any, root: Path, max_pull_bytes: int = BATCH_BYTES, helper: bool = False,
+                 max_open: int = DEFAULT_MAX_OPEN) -> None:
+        if max_open < 1:
+            raise ValueError("max_open must be at least 1")
         self.store = store
         self.root = root
         self.max_bytes = min(max_pull_bytes, BATCH_BYTES)
-        self._indexes: dict[tuple[str, str], IndexStore] = {}
+        self.max_open = max_open
+        # open indexes, least recently leased first; with _opening (being opened, a slot taken) and _closing
+        # (evicted or dropped, close() still running) they never count more than max_open
+        self._indexes: OrderedDict[tuple[str, str], IndexStore] = OrderedDict()
+        self._uses: dict[int, int] = {}  # id(IndexStore) -> leases out
+        self._opening: set[tuple[str, str]] = set()
+        self._closing = 0
+        self._closing_keys: set[tuple[str, str]] = set()  # being closed: not reopened before that ends
+        # indexes the bound closed, kept (closed: a few small dicts) for IndexStore.needs_work: a pass does not
+        # reopen an idle logstore's index only to find nothing to do
+        self._parked: dict[tuple[str, str], IndexStore] = {}
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self.opened = 0  # how many times an index file was opened (tests, bench)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-index",
                                           initializer=_name_os_thread)
         self._wake: asyncio.Event | None = None
@@ -130,6 +161,7 @@ class Indexer:
             for idx in self._indexes.values():
                 idx.close()
             self._indexes.clear()
+            self._uses.clear()
 
     async def _routine(self) -> None:
         assert self._wake is not None
@@ -159,20 +191,101 @@ class Indexer:
     def path_for(self, project: str, logstore: str) -> Path:
         return self.root / project / f"{logstore}.duckdb"
 
+    @contextmanager
+    def lease(self, project: str, logstore: str, wait: float = LEASE_WAIT) -> Iterator[IndexStore]:
+        """The logstore's index, open (reopened if the bound closed it) and not closed by the bound until the
+        block ends. Blocks (a worker thread, never the event loop) while all ``max_open`` indexes are in use."""
+        idx = self._acquire((project, logstore), wait)
+        try:
+            yield idx
+        finally:
+            with self._cond:
+                n = self._uses.get(id(idx), 0) - 1
+                if n > 0:
+                    self._uses[id(idx)] = n
+                else:
+                    self._uses.pop(id(idx), None)
+                self._cond.notify_all()
+
     def index_for(self, project: str, logstore: str) -> IndexStore:
-        """The logstore's index file, opened on first use."""
-        with self._lock:
-            idx = self._indexes.get((project, logstore))
-            if idx is None or idx.closed:
-                idx = self._indexes[(project, logstore)] = IndexStore(self.path_for(project, logstore))
+        """The logstore's index, opened if need be, without a lease (tests, tools): the bound may close it at
+        the next lease of another index. The hub's own users take :meth:`lease`."""
+        with self.lease(project, logstore) as idx:
             return idx
+
+    def open_count(self) -> int:
+        """Index files open now (being opened or closed included): never more than ``max_open``."""
+        with self._lock:
+            return len(self._indexes) + len(self._opening) + self._closing
+
+    def _acquire(self, key: tuple[str, str], wait: float) -> IndexStore:
+        deadline = time.monotonic() + wait
+        victim: IndexStore | None = None
+        old: tuple[str, str] | None = None
+        with self._cond:
+            while True:
+                idx = self._indexes.get(key)
+                if idx is not None and not idx.closed:
+                    self._indexes.move_to_end(key)
+                    self._uses[id(idx)] = self._uses.get(id(idx), 0) + 1
+                    return idx
+                if idx is not None:  # closed behind our back (drop raced it): forget it
+                    del self._indexes[key]
+                    self._uses.pop(id(idx), None)
+                if key not in self._opening and key not in self._closing_keys:
+                    if len(self._indexes) + len(self._opening) + self._closing < self.max_open:
+                        break
+                    old = next((k for k, o in self._indexes.items() if not self._uses.get(id(o))), None)
+                    if old is not None:  # the least recently used one nobody holds: its slot becomes ours
+                        victim = self._indexes.pop(old)
+                        self._closing_keys.add(old)
+                        break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ServerBusy(f"all {self.max_open} open search indexes are in use; retry later")
+                self._cond.wait(min(left, 1.0))
+            self._opening.add(key)
+            self._parked.pop(key, None)
+        try:
+            if victim is not None and old is not None:
+                try:
+                    victim.close()
+                finally:
+                    with self._cond:
+                        self._closing_keys.discard(old)
+                        self._parked[old] = victim
+                        self._cond.notify_all()
+            idx = IndexStore(self.path_for(*key))
+        except BaseException:
+            with self._cond:
+                self._opening.discard(key)
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._opening.discard(key)
+            self._indexes[key] = idx
+            self._uses[id(idx)] = 1
+            self.opened += 1
+            self._cond.notify_all()
+        return idx
 
     def drop(self, project: str, logstore: str) -> None:
         """Close and delete a logstore's index (index or logstore deleted)."""
-        with self._lock:
+        with self._cond:
+            self._parked.pop((project, logstore), None)
             idx = self._indexes.pop((project, logstore), None)
+            if idx is not None:
+                self._uses.pop(id(idx), None)
+                self._closing += 1
+                self._closing_keys.add((project, logstore))
         if idx is not None:
-            idx.close()
+            try:
+                idx.close()
+            finally:
+                with self._cond:
+                    self._closing -= 1
+                    self._closing_keys.discard((project, logstore))
+                    self._cond.notify_all()
         path = self.path_for(project, logstore)
         for p in (path, Path(str(path) + ".wal")):
             p.unlink(missing_ok=True)
@@ -192,26 +305,44 @@ class Indexer:
         work = self._indexed_logstores()
         live = {(p, n) for p, n, _, _ in work}
         with self._lock:
-            gone = [k for k in self._indexes if k not in live]
+            gone = [k for k in [*self._indexes, *self._parked] if k not in live]
         if not self._swept:  # files of logstores (or index configs) deleted while the hub was down
             self._swept = True
             gone += [(f.parent.name, f.name[:-len(".duckdb")]) for f in self.root.glob("*/*.duckdb")
                      if (f.parent.name, f.name[:-len(".duckdb")]) not in live]
         for key in gone:
             self.drop(*key)
-        tasks: list[tuple[IndexStore, Any, int]] = []
+        more = False
+        # one logstore at a time, under its lease: the indexer holds at most one index, so with the bound a
+        # pass over hundreds of logstores reopens the closed ones in turn and never waits on itself
         for project, name, spec, shards in work:
-            idx = self.index_for(project, name)
-            idx.ensure_keys(spec)
-            progress = idx.progress()
-            if any(uid not in {s.uid for s in shards} for uid in progress):
-                idx.forget_shards({s.uid for s in shards})
-            for shard in shards:
-                done = progress.get(shard.uid, 0)
-                if shard.begin_seq > 0:
-                    idx.expire(shard.uid, shard.shard_id, shard.begin_seq)
-                if max(done, shard.begin_seq) < shard.end_seq:
-                    tasks.append((idx, shard, done))
+            with self._lock:
+                parked = self._parked.get((project, name))
+            if parked is not None and not parked.needs_work(spec, shards):
+                continue  # closed by the bound and nothing new: left closed
+            try:
+                with self.lease(project, name) as idx:
+                    more |= self._index_logstore(idx, spec, shards)
+            except ServerBusy:  # every open index is held by a query: this logstore waits for the next pass
+                log.warning("indexing of %s/%s postponed: all %d open indexes are in use", project, name,
+                            self.max_open)
+                more = True
+        return more
+
+    def _index_logstore(self, idx: IndexStore, spec: IndexSpec, shards: list[Any]) -> bool:
+        """One logstore's part of a pass (its index leased by the caller): keys, forgotten and expired shards,
+        then a batch per shard with new data. True when some shard has more waiting."""
+        tasks: list[tuple[IndexStore, Any, int]] = []
+        idx.ensure_keys(spec)
+        progress = idx.progress()
+        if any(uid not in {s.uid for s in shards} for uid in progress):
+            idx.forget_shards({s.uid for s in shards})
+        for shard in shards:
+            done = progress.get(shard.uid, 0)
+            if shard.begin_seq > 0:
+                idx.expire(shard.uid, shard.shard_id, shard.begin_seq)
+            if max(done, shard.begin_seq) < shard.end_seq:
+                tasks.append((idx, shard, done))
         more = False
         if self._helper_wanted:
             # Two batches in flight: the helper builds the next one while this thread inserts the current one.
@@ -315,5 +446,6 @@ class Indexer:
             shards = self.store.shards_of(project, logstore)
         except (LogStoreNotExist, ProjectNotExist):  # gone: nothing to catch up on
             shards = []
-        progress = self.index_for(project, logstore).progress()
+        with self.lease(project, logstore) as idx:
+            progress = idx.progress()
         return all(max(progress.get(s.uid, 0), s.begin_seq) >= s.end_seq for s in shards)

@@ -45,3 +45,25 @@ def test_mutations_are_awaitable_and_snapshots_are_copies(tmp_path: Path) -> Non
         asyncio.run(go())
     finally:
         store.close()
+
+
+def test_configured_lists_only_the_logstores_holding_the_key(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "data")
+    try:
+        async def go() -> None:
+            await store.create_project("proj", "", {})
+            await store.create_logstore("proj", "b", 1, 2, {"sluice_index": {"line": {}}})
+            await store.create_logstore("proj", "a", 1, 1, {"other": 1})
+            await store.create_logstore("proj", "c", 1, 1, {"sluice_index": {"keys": {}}})
+            got = store.configured("sluice_index")
+            assert [(p, n, v) for p, n, v, _ in got] == [("proj", "b", {"line": {}}), ("proj", "c", {"keys": {}})]
+            assert [s.shard_id for s in got[0][3]] == [0, 1]
+            await store.split_shard("proj", "b", 0, 1 << 126)
+            assert [s.shard_id for s in got[0][3]] == [0, 1]  # the caller's list does not move
+            assert [s.shard_id for s in store.configured("sluice_index")[0][3]] == [0, 1, 2, 3]
+            await store.delete_logstore("proj", "c")
+            assert [n for _, n, _, _ in store.configured("sluice_index")] == ["b"]
+            assert store.configured("absent") == []
+        asyncio.run(go())
+    finally:
+        store.close()

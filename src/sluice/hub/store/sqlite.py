@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import errno
 import json
 import logging
@@ -493,6 +494,14 @@ class SQLiteStore:
         with self.lock:  # one pass of plain tuples (/metrics at 10,000 shards: a few ms)
             return [(p, ls, s.shard_id, s.status, s.bytes_stored, s.begin_seq, s.end_seq)
                     for (p, ls), meta in self.logstores.items() for s in meta.shards.values()]
+
+    def configured(self, key: str) -> list[tuple[str, str, Any, list[ShardMeta]]]:
+        """Only the logstores whose config holds ``key``: one dict lookup per logstore under the lock, and copies
+        of just those (``snapshot()`` copies every logstore's shards, groups and checkpoints)."""
+        with self.lock:
+            hits = [(p, n, copy.deepcopy(m.config[key]), sorted(m.shards.values(), key=lambda s: s.shard_id))
+                    for (p, n), m in self.logstores.items() if key in m.config]
+        return sorted(hits, key=lambda h: (h[0], h[1]))
 
     def snapshot(self, project: str | None = None) -> list[LogstoreMeta]:
         with self.lock:

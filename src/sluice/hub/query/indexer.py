@@ -46,7 +46,8 @@ try:
 except ImportError:  # pragma: no cover
     _group_logs = None
 
-__all__ = ["Indexer", "POLL_INTERVAL", "GATHER", "BATCH_GROUPS", "BATCH_BYTES", "DEFAULT_MAX_OPEN", "LEASE_WAIT"]
+__all__ = ["Indexer", "POLL_INTERVAL", "GATHER", "REOPEN_GATHER", "BATCH_GROUPS", "BATCH_BYTES", "DEFAULT_MAX_OPEN",
+           "LEASE_WAIT"]
 
 log = logging.getLogger("sluice.hub.indexer")
 
@@ -62,6 +63,10 @@ BATCH_BYTES = 8 << 20
 DEFAULT_MAX_OPEN = 64
 """Index files open at once unless the hub says otherwise (docs/query.md, "Many indexes": an open index costs
 ~4 descriptors and a few MB; reopening one ~5-15 ms)."""
+REOPEN_GATHER = 1.0
+"""Least seconds between passes that had to close an index to open another (more logstores written than
+``max_open``): each such reopen costs ~25 ms of CPU (open, and the checkpoint of the one closed), so these
+passes gather 4x longer than :data:`GATHER`; lag stays well under 2 s."""
 LEASE_WAIT = QUERY_TIMEOUT + 5.0
 """Seconds a lease waits for an open index to be returned when all ``max_open`` are in use (a query holds one
 for at most QUERY_TIMEOUT); then ServerBusy."""
@@ -123,6 +128,8 @@ class Indexer:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self.opened = 0  # how many times an index file was opened (tests, bench)
+        self.evicted = 0  # how many times the bound closed one to open another
+        self.pass_evicted = False  # the last pass had to (its successor gathers for REOPEN_GATHER)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-index",
                                           initializer=_name_os_thread)
         self._wake: asyncio.Event | None = None
@@ -183,7 +190,7 @@ class Indexer:
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
             except asyncio.TimeoutError:
                 pass
-            rest = GATHER - (loop.time() - started)
+            rest = (REOPEN_GATHER if self.pass_evicted else GATHER) - (loop.time() - started)
             if rest > 0:  # let the commits of the next moments join this one
                 await asyncio.sleep(rest)
 
@@ -239,6 +246,7 @@ class Indexer:
                     if old is not None:  # the least recently used one nobody holds: its slot becomes ours
                         victim = self._indexes.pop(old)
                         self._closing_keys.add(old)
+                        self.evicted += 1
                         break
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -313,6 +321,7 @@ class Indexer:
         for key in gone:
             self.drop(*key)
         more = False
+        evicted = self.evicted
         # one logstore at a time, under its lease: the indexer holds at most one index, so with the bound a
         # pass over hundreds of logstores reopens the closed ones in turn and never waits on itself
         for project, name, spec, shards in work:
@@ -327,6 +336,7 @@ class Indexer:
                 log.warning("indexing of %s/%s postponed: all %d open indexes are in use", project, name,
                             self.max_open)
                 more = True
+        self.pass_evicted = self.evicted != evicted
         return more
 
     def _index_logstore(self, idx: IndexStore, spec: IndexSpec, shards: list[Any]) -> bool:

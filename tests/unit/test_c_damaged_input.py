@@ -186,3 +186,24 @@ def test_sdklogs_malformed_logs_are_refused_like_the_protobuf_runtime(buf: bytes
         LogGroupRaw().ParseFromString(buf)
     with pytest.raises(ValueError, match="malformed LogGroup"):
         M.Logs(buf)
+
+
+# ------------------------------------------------------------------ wire/_pbread.h (every C decoder)
+@pytest.mark.parametrize("key", [1 << 32, (1 << 32) + 2, (1 << 33) + 8 * 9])
+def test_a_field_number_past_32_bits_is_refused_as_the_protobuf_runtime_does(key: int) -> None:
+    """A key varint over 32 bits (field number >= 2**29): the runtime refuses the group; the C readers took
+    its low bits and skipped it as an unknown field, so a consumer and the indexer read a group the Python
+    path refuses (and skips)."""
+    from sluice.wire.loggroup import LogGroup, encode_varint
+    log = b"\x08\x01\x12\x06\x0a\x01k\x12\x01v"
+    group = b"\x0a" + encode_varint(len(log)) + log + encode_varint(key) + b"\x00"
+    with pytest.raises(Exception):
+        LogGroup().ParseFromString(group)
+    logdecode = pytest.importorskip("sluice.wire._logdecode")
+    for fn in (logdecode.group_logs, logdecode.group_header, logdecode.logs_span, _sdklogs().Logs):
+        with pytest.raises(ValueError, match="field number"):
+            fn(group)
+    from sluice.hub.query import batch as qb
+    ok = b"\x0a" + encode_varint(len(log)) + log
+    body = b"".join(b"\x0a" + encode_varint(len(g)) + g for g in (ok, group, ok))
+    assert qb.build_from_body(body, 7, ["k"]) == qb.build_from_body_py(body, 7, ["k"])

@@ -55,6 +55,7 @@ static inline int read_varint(Cur *c, uint64_t *out) {
 static inline int read_key(Cur *c, uint32_t *field, int *wt) {
     uint64_t k;
     if (read_varint(c, &k) < 0) return -1;
+    if (k > UINT32_MAX) return bad("field number too large"); /* as the protobuf runtime refuses it */
     *field = (uint32_t)(k >> 3);
     *wt = (int)(k & 7);
     if (*field == 0) return bad("field number 0");

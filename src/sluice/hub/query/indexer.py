@@ -8,7 +8,7 @@ so a query sees new data well within 2 s. Groups the store
 expired (TTL) are deleted from the index on the next pass; a deleted index or logstore removes its file.
 
 At most ``max_open`` index files are open at once (``--max-open-indexes``, :data:`DEFAULT_MAX_OPEN`): each
-open DuckDB instance holds descriptors, a buffer pool and threads, and a hub may index hundreds of logstores.
+open DuckDB instance holds descriptors and a buffer pool, and a hub may index hundreds of logstores.
 Users take an index with :meth:`Indexer.lease` (the indexer for a logstore's pass, a query for its run); the
 least recently used index nobody holds is closed to make room, and reopened on the next lease (its checkpoint
 is in the file, so nothing is lost or repeated). An index being used is never closed by the bound: when every
@@ -62,10 +62,10 @@ BATCH_BYTES = 8 << 20
 """Most raw bytes indexed per shard per transaction."""
 DEFAULT_MAX_OPEN = 64
 """Index files open at once unless the hub says otherwise (docs/query.md, "Many indexes": an open index costs
-~4 descriptors and a few MB; reopening one ~5-15 ms)."""
+2 descriptors, no thread and ~4 MB idle, more with what queries read; reopening one ~20-35 ms)."""
 REOPEN_GATHER = 1.0
 """Least seconds between passes that had to close an index to open another (more logstores written than
-``max_open``): each such reopen costs ~25 ms of CPU (open, and the checkpoint of the one closed), so these
+``max_open``): each such reopen costs ~33 ms of CPU (open, and the checkpoint of the one closed), so these
 passes gather 4x longer than :data:`GATHER`; lag stays well under 2 s."""
 LEASE_WAIT = QUERY_TIMEOUT + 5.0
 """Seconds a lease waits for an open index to be returned when all ``max_open`` are in use (a query holds one

@@ -207,3 +207,33 @@ def test_a_field_number_past_32_bits_is_refused_as_the_protobuf_runtime_does(key
     ok = b"\x0a" + encode_varint(len(log)) + log
     body = b"".join(b"\x0a" + encode_varint(len(g)) + g for g in (ok, group, ok))
     assert qb.build_from_body(body, 7, ["k"]) == qb.build_from_body_py(body, 7, ["k"])
+
+
+# ------------------------------------------------------------------ hub/query/_indexrows.c
+def test_indexrows_names_list_changed_by_another_thread_during_the_walk() -> None:
+    """build_text walks bodies of 16 KiB and more with the GIL released, reading the names' UTF-8; it held
+    the caller's list itself, so another thread replacing the list's items freed those strings under the
+    walk (heap use-after-free under ASan). It now keeps its own tuple."""
+    import threading
+
+    from sluice.hub.query import batch as qb
+    from sluice.wire.loggroup import encode_varint
+    indexrows = pytest.importorskip("sluice.hub.query._indexrows")
+    group = _sdk_group(1500, 3)
+    body = b"\x0a" + encode_varint(len(group)) + group
+    names = ["".join(["k", "1"]) for _ in range(4)]  # not interned: freed when replaced
+    want = qb.build_from_body_py(body, 3, list(names))
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            names[:] = ["".join(["k", "1"]) for _ in range(4)]
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(20):
+            assert indexrows.build_text(body, 3, names) == want
+    finally:
+        stop.set()
+        t.join()

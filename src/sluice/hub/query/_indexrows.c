@@ -302,7 +302,9 @@ static PyObject *build_text(PyObject *self, PyObject *args) {
     PyObject *body_obj, *names_obj;
     long long first;
     if (!PyArg_ParseTuple(args, "OLO", &body_obj, &first, &names_obj)) return NULL;
-    PyObject *names_seq = PySequence_Fast(names_obj, "names must be a sequence of str");
+    /* a tuple of our own (not the caller's list itself): the walk reads the names' UTF-8 with the GIL
+       released, so a list another thread changes meanwhile must not free them under it */
+    PyObject *names_seq = PySequence_Tuple(names_obj);
     if (names_seq == NULL) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(body_obj, &view, PyBUF_SIMPLE) < 0) {

@@ -301,6 +301,10 @@ class Indexer:
         shutil.rmtree(path.with_name(path.name + ".scratch"), ignore_errors=True)  # left by earlier builds
 
     def _indexed_logstores(self) -> list[tuple[str, str, IndexSpec, list[Any]]]:
+        configured = getattr(self.store, "configured", None)
+        if configured is not None:  # copies only the indexed logstores (snapshot() copied the whole hub's)
+            return [(project, name, spec, shards) for project, name, config, shards in configured(CONFIG_KEY)
+                    if (spec := IndexSpec.from_config(config)) is not None]
         out = []
         for meta in self.store.snapshot():  # copies: nothing here holds the store's lock
             spec = IndexSpec.from_config(meta.config.get(CONFIG_KEY))

@@ -237,3 +237,45 @@ def test_indexrows_names_list_changed_by_another_thread_during_the_walk() -> Non
     finally:
         stop.set()
         t.join()
+
+
+def test_hub_lz4_pull_of_a_client_body_with_a_match_at_the_group_end(hub, sdk, project: str) -> None:  # type: ignore[no-untyped-def]
+    """End to end: a producer sends a 32-byte group as an lz4 body whose only match reaches the group's end
+    (lz4's decoder takes it, so the hub stores the body as it came); an lz4 PullLogs of it must decode to the
+    group (the stitched body did not: the consumer could not read the shard with lz4)."""
+    import asyncio
+
+    from sluice.client._transport import Credentials, Transport
+    from sluice.wire.compress import decompress
+    from sluice.wire.loggroup import LogGroup, encode_varint, split_groups
+
+    unit = b"\x1a\x02aa" + b"\x0a\x06\x08" + encode_varint(1_700_000_000) + b"\x1a\x00"  # topic, log, topic
+    raw = unit * 2 + unit[:4]
+    assert len(unit) == 14 and len(raw) == 32
+    body = bytes([0xEE]) + raw[:14] + struct.pack("<H", 14) + b"\x00"
+    assert lz4.block.decompress(body, uncompressed_size=32) == raw
+    LogGroup().ParseFromString(raw)  # a valid group
+    sdk.create_logstore(project, "tailmatch", ttl=1, shard_count=1)
+
+    async def run() -> list[bytes]:
+        t = Transport(hub.url, Credentials(hub.access_key_id, hub.access_key_secret), timeout=30)
+        try:
+            await t.request("POST", "/logstores/tailmatch/shards/lb", project=project, retry=False, body=body,
+                            headers={"Content-Type": "application/x-protobuf", "x-log-bodyrawsize": "32",
+                                     "x-log-compresstype": "lz4"})
+            resp = await t.request("GET", "/logstores/tailmatch/shards/0", project=project,
+                                   params=[("type", "cursor"), ("from", "begin")])
+            resp = await t.request("GET", "/logstores/tailmatch/shards/0", project=project,
+                                   params=[("type", "log"), ("cursor", resp.json()["cursor"]), ("count", "10")],
+                                   headers={"Accept-Encoding": "lz4", "Accept": "application/x-protobuf"})
+            ctype = resp.headers.get("x-log-compresstype")
+            got = decompress(resp.body, ctype, int(resp.headers["x-log-bodyrawsize"]), limit=1 << 20)
+            return [bytes(g) for g in split_groups(got)]
+        finally:
+            await t.aclose()
+
+    assert asyncio.run(run()) == [raw]
+    cursor = sdk.get_cursor(project, "tailmatch", 0, "begin").get_cursor()
+    res = sdk.pull_logs(project, "tailmatch", 0, cursor, count=10)  # the SDK asks for lz4
+    (g,) = res.get_loggroup_list().LogGroups
+    assert (g.Topic, [log.Time for log in g.Logs]) == ("aa", [1_700_000_000] * 2)

@@ -27,7 +27,25 @@ __all__ = ["HubProcess", "free_port", "loopback_address"]
 DEFAULT_KEY_ID = "sluice-test-id"
 DEFAULT_KEY_SECRET = "sluice-test-secret"
 
-_next_address = [int(os.environ.get("SLUICE_TEST_ADDRESS_BASE", "0")) or (20 + os.getpid() % 200)]
+
+def _address_block() -> tuple[int, int]:
+    """(first, size) of the 127.0.0.x addresses this process hands out.
+
+    Under pytest-xdist each worker gets a block of its own: a hub that a test SIGKILLs and restarts leaves its
+    address free for a moment, and a hub of another worker must not take it then (its clients would talk to
+    a stranger's hub). Within the block, and outside xdist, the start depends on the pid so that child
+    processes (benchmarks run by a test) do not begin where their parent did."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else -1
+    if 0 <= index < count <= 253:
+        size = 253 // count
+        return index * size, size
+    return 0, 253
+
+
+_block_first, _block_size = _address_block()
+_next_address = [int(os.environ.get("SLUICE_TEST_ADDRESS_BASE", "0")) or (18 + os.getpid())]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -40,7 +58,7 @@ def loopback_address() -> str:
     """A fresh 127.0.0.x address (x in 2..254), so each hub can own port 80 on its own address."""
     n = _next_address[0]
     _next_address[0] = n + 1
-    return f"127.0.0.{2 + n % 253}"
+    return f"127.0.0.{2 + _block_first + n % _block_size}"
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -12,3 +12,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".$1"
+# Byte-compile sluice as pip does for a regular install (an editable one skips it): with
+# PYTHONDONTWRITEBYTECODE set, every process would otherwise compile the sources again at import.
+.venv/bin/python -m compileall -q src/sluice >/dev/null

@@ -37,5 +37,8 @@ def test_tuned_process_reuses_freed_buffers() -> None:
     applied, tuned = _faults("tuned")
     assert applied == "True"
     pages = 8 * (4 << 20) // 4096
-    assert default > 10 * pages, f"expected the pages to be faulted in again each round by default, saw {default}"
+    # By default glibc returns the freed heap top (or the mmapped buffers) to the kernel in many of the 20 rounds;
+    # how many depends on its dynamic mmap threshold and on where the heap top lies after the imports (9 of 20
+    # with sluice byte-compiled, every round without): what matters is several rounds against one.
+    assert default > 4 * pages, f"expected the pages to be faulted in again round after round by default, saw {default}"
     assert tuned < 2 * pages, f"after tuning the freed pages should be reused, saw {tuned} faults"

@@ -43,23 +43,6 @@
 #endif
 
 
-/* Key and Value spans of a Content or LogTag message (last occurrence wins; absent = empty). */
-static int pair(Cur m, Cur *key, Cur *value) {
-    key->p = key->end = value->p = value->end = m.p;
-    while (m.p < m.end) {
-        uint32_t f;
-        int wt;
-        if (read_key(&m, &f, &wt) < 0) return -1;
-        if (wt == 2 && (f == 1 || f == 2)) {
-            if (read_len(&m, f == 1 ? key : value) < 0) return -1;
-        } else if (skip(&m, wt) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-
 static int set_span(PyObject *d, PyObject *key, Cur span) {
     PyObject *v = text(span.p, span.end - span.p);
     if (v == NULL) return -1;
@@ -85,7 +68,7 @@ static PyObject *group_base(Cur g) {
             else if (f == 4) source = sub;
             else {
                 Cur k, v;
-                if (pair(sub, &k, &v) < 0) goto done;
+                if (read_pair(sub, &k, &v) < 0) goto done;
                 PyObject *kv = Py_BuildValue("(y#y#)", (const char *)k.p, (Py_ssize_t)(k.end - k.p),
                                              (const char *)v.p, (Py_ssize_t)(v.end - v.p));
                 if (kv == NULL || PyList_Append(tags, kv) < 0) {
@@ -144,7 +127,7 @@ static PyObject *decode_log(Cur m, CachedKey *cache, PyObject *base, PyObject *t
             if (read_varint(&m, &time) < 0) goto fail;
         } else if (f == 2 && wt == 2) {
             Cur content, k, v;
-            if (read_len(&m, &content) < 0 || pair(content, &k, &v) < 0) goto fail;
+            if (read_len(&m, &content) < 0 || read_pair(content, &k, &v) < 0) goto fail;
             PyObject *key = cached_key(cache, i++, k.p, k.end - k.p);
             if (key == NULL) goto fail;
             int r = set_span(d, key, v);
@@ -247,7 +230,7 @@ static int scan_group(const uint8_t *base, Py_ssize_t len, Layout *out, PyObject
             else if (f == 5) out->uuid = sub;
             else if (tags != NULL) {
                 Cur k, v;
-                if (pair(sub, &k, &v) < 0) return -1;
+                if (read_pair(sub, &k, &v) < 0) return -1;
                 PyObject *key = text(k.p, k.end - k.p);
                 PyObject *value = key ? text(v.p, v.end - v.p) : NULL;
                 PyObject *kv = value ? PyTuple_Pack(2, key, value) : NULL;

@@ -100,6 +100,23 @@ static inline PyObject *text(const uint8_t *p, Py_ssize_t n) {
     return s;
 }
 
+/* Key and Value spans of a Content or LogTag message (last occurrence wins; absent = empty): the one reading of
+ * these two-field messages that every C decoder shares, so they accept and refuse the same bytes. */
+static inline int read_pair(Cur m, Cur *key, Cur *value) {
+    key->p = key->end = value->p = value->end = m.p;
+    while (m.p < m.end) {
+        uint32_t f;
+        int wt;
+        if (read_key(&m, &f, &wt) < 0) return -1;
+        if (wt == 2 && (f == 1 || f == 2)) {
+            if (read_len(&m, f == 1 ? key : value) < 0) return -1;
+        } else if (skip(&m, wt) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Logs of a group nearly always repeat their keys in the same order: the i-th key of the previous log is kept
  * and reused when the bytes match, so a group builds each key string once. */
 #define KEY_CACHE 128

@@ -106,23 +106,6 @@ static int clean_text(const uint8_t *p, Py_ssize_t n) {
     return 1;
 }
 
-/* Key and Value spans of a Content or LogTag message (last occurrence wins; absent = empty), as
- * wire/_logdecode.c reads them. */
-static int pair(Cur m, Cur *key, Cur *value) {
-    key->p = key->end = value->p = value->end = m.p;
-    while (m.p < m.end) {
-        uint32_t f;
-        int wt;
-        if (read_key(&m, &f, &wt) < 0) return -1;
-        if (wt == 2 && (f == 1 || f == 2)) {
-            if (read_len(&m, f == 1 ? key : value) < 0) return -1;
-        } else if (skip(&m, wt) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static inline int span_eq(Cur a, const uint8_t *p, Py_ssize_t n) {
     return a.end - a.p == n && memcmp(a.p, p, (size_t)n) == 0;
 }
@@ -167,7 +150,7 @@ static int read_header(Cur g, Header *h) {
             else if (f == 4) h->source = sub;
             else {
                 Cur k, v;
-                if (h->ntags == MAX_KEYS || pair(sub, &k, &v) < 0) return NOT_HERE;
+                if (h->ntags == MAX_KEYS || read_pair(sub, &k, &v) < 0) return NOT_HERE;
                 h->tag_k[h->ntags] = k;
                 h->tag_v[h->ntags++] = v;
             }
@@ -204,7 +187,7 @@ static int read_log(Cur m, uint64_t *time, Contents *c, const Contents *prev) {
             if (read_varint(&m, time) < 0) return NOT_HERE;
         } else if (f == 2 && wt == 2) {
             Cur content, k, v;
-            if (c->n == MAX_KEYS || read_len(&m, &content) < 0 || pair(content, &k, &v) < 0) return NOT_HERE;
+            if (c->n == MAX_KEYS || read_len(&m, &content) < 0 || read_pair(content, &k, &v) < 0) return NOT_HERE;
             c->k[c->n] = k;
             c->v[c->n++] = v;
         } else if (skip(&m, wt) < 0) {

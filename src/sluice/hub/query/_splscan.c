@@ -603,23 +603,7 @@ fail:
 
 /* ------------------------------------------------------------------ scanning groups */
 
-/* Key and Value of a Content or LogTag (last occurrence wins; absent = empty), as _logdecode.c reads them. */
-static int kv_pair(Cur m, Cur *key, Cur *value) {
-    key->p = key->end = value->p = value->end = m.p;
-    while (m.p < m.end) {
-        uint32_t f;
-        int wt;
-        if (read_key(&m, &f, &wt) < 0) return -1;
-        if (wt == 2 && (f == 1 || f == 2)) {
-            if (read_len(&m, f == 1 ? key : value) < 0) return -1;
-        } else if (skip(&m, wt) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* kv_pair with the common shape inline: Key then Value, each with a one-byte length, and nothing else (what
+/* read_pair with the common shape inline: Key then Value, each with a one-byte length, and nothing else (what
 every SDK writes). Anything else takes the general walk. */
 static inline int content_kv(Cur m, Cur *key, Cur *value) {
     const uint8_t *p = m.p, *e = m.end;
@@ -633,7 +617,7 @@ static inline int content_kv(Cur m, Cur *key, Cur *value) {
             return 0;
         }
     }
-    return kv_pair(m, key, value);
+    return read_pair(m, key, value);
 }
 
 typedef struct {
@@ -685,7 +669,7 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
                 else if (f == 4) source = sub;
                 else if (f == 6 && pr->has_tags) { /* the decoder sets __tag__:<key> for each, the last wins */
                     Cur k, v;
-                    if (kv_pair(sub, &k, &v) < 0) goto malformed;
+                    if (read_pair(sub, &k, &v) < 0) goto malformed;
                     Py_ssize_t kn = k.end - k.p;
                     if (text_ok(k.p, kn) == R_FALLBACK) return G_FALLBACK; /* its name would be b'...' */
                     for (int j = 0; j < pr->nfields; j++) {
@@ -770,7 +754,7 @@ static int scan_group(const Pred *pr, const uint8_t *base, Py_ssize_t len, Val *
             else if (add_drop(drops, at - base, g.p - base) < 0) return G_NOMEM;
         } else if (wt == 2 && f == 6) { /* a LogTag: checked as the decoder checks it */
             Cur k, v;
-            if (read_len(&g, &sub) < 0 || kv_pair(sub, &k, &v) < 0) goto malformed;
+            if (read_len(&g, &sub) < 0 || read_pair(sub, &k, &v) < 0) goto malformed;
         } else if (skip(&g, wt) < 0) {
             goto malformed;
         }

@@ -78,7 +78,31 @@ def gate_for(client: "AsyncClient") -> asyncio.Semaphore:
     return gate
 
 
-class ShardWaiter:
+class _ProbedOnce:
+    """A hub-only API (wait sessions, batched heartbeats) that SLS does not serve: whether the endpoint takes it
+    is probed once, concurrent callers share the probe, and a transport failure decides nothing (the next
+    caller probes again). Subclasses say how to probe in ``_do_probe`` and set ``supported`` there."""
+
+    def __init__(self) -> None:
+        self.supported: bool | None = None  # None until probed
+        self._probe: asyncio.Future[bool] | None = None
+
+    async def available(self) -> bool:
+        if self.supported is not None:
+            return self.supported
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._do_probe())
+        try:
+            return await asyncio.shield(self._probe)
+        finally:
+            if self._probe.done() and self._probe.exception() is not None:
+                self._probe = None
+
+    async def _do_probe(self) -> bool:
+        raise NotImplementedError
+
+
+class ShardWaiter(_ProbedOnce):
     """The wait session of one (client, project) on a hub. Event loop only."""
 
     def __init__(self, client: "AsyncClient", project: str, poll_wait: float) -> None:
@@ -86,8 +110,7 @@ class ShardWaiter:
         self.project = project
         self.poll_wait = poll_wait
         self.session = uuid.uuid4().hex
-        self.supported: bool | None = None  # None until probed
-        self._probe: asyncio.Future[bool] | None = None
+        super().__init__()
         self._entries: dict[_Key, tuple[str, asyncio.Future[None]]] = {}  # waiting shards: cursor, waiter
         self._added: dict[_Key, str] = {}  # joined since the last poll went out
         self._reset = True  # the next poll sends the whole set
@@ -99,19 +122,8 @@ class ShardWaiter:
         self.stats = {"polls": 0, "failures": 0, "wakeups": 0}
 
     # ------------------------------------------------------------------ capability
-    async def available(self) -> bool:
-        """Whether the endpoint serves wait sessions (probed once; concurrent callers share the probe)."""
-        if self.supported is not None:
-            return self.supported
-        if self._probe is None:
-            self._probe = asyncio.ensure_future(self._do_probe())
-        try:
-            return await asyncio.shield(self._probe)
-        finally:
-            if self._probe.done() and self._probe.exception() is not None:
-                self._probe = None  # a transport failure decides nothing: probe again next time
-
     async def _do_probe(self) -> bool:
+        """Whether the endpoint serves wait sessions: an empty reset of this process's session."""
         try:
             await self.client.wait_shards(self.project, self.session, reset=True, wait=0)
         except E.SLSError as exc:
@@ -224,33 +236,21 @@ class ShardWaiter:
                 pass
 
 
-class HeartbeatBatcher:
+class HeartbeatBatcher(_ProbedOnce):
     """Heartbeats of the consumers of one (client, project) made in one loop iteration, sent as one request.
     Event loop only."""
 
     def __init__(self, client: "AsyncClient", project: str) -> None:
         self.client = client
         self.project = project
-        self.supported: bool | None = None
-        self._probe: asyncio.Future[bool] | None = None
+        super().__init__()
         self._pending: list[tuple[dict[str, object], asyncio.Future[list[int]]]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self.stats = {"requests": 0, "beats": 0}
 
-    async def available(self) -> bool:
-        """Whether the endpoint takes batched heartbeats (probed once with an empty batch)."""
-        if self.supported is not None:
-            return self.supported
-        if self._probe is None:
-            self._probe = asyncio.ensure_future(self._do_probe())
-        try:
-            return await asyncio.shield(self._probe)
-        finally:
-            if self._probe.done() and self._probe.exception() is not None:
-                self._probe = None
-
     async def _do_probe(self) -> bool:
+        """Whether the endpoint takes batched heartbeats: an empty batch."""
         try:
             await self.client.heartbeats(self.project, [])
         except E.SLSError as exc:

@@ -275,17 +275,7 @@ static void caches_clear(Caches *c) {
 }
 
 static inline PyObject *cached_value(Caches *c, Py_ssize_t i, const uint8_t *p, Py_ssize_t n) {
-    if (i < VALUE_CACHE) {
-        CachedKey *e = &c->values[i];
-        if (e->str != NULL && e->len == n && memcmp(e->ptr, p, (size_t)n) == 0) return Py_NewRef(e->str);
-        PyObject *s = text(p, n);
-        if (s == NULL) return NULL;
-        Py_XSETREF(e->str, Py_NewRef(s));
-        e->ptr = p;
-        e->len = n;
-        return s;
-    }
-    return text(p, n);
+    return cached_text(c->values, VALUE_CACHE, i, p, n);
 }
 
 static PyObject *new_content(PyObject *key, PyObject *value) { /* steals both */

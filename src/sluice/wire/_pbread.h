@@ -127,9 +127,11 @@ typedef struct {
     PyObject *str; /* owned */
 } CachedKey;
 
-/* The i-th key of a log (p, n): the cached string when it is the same bytes, else a new one. New reference. */
-static inline PyObject *cached_key(CachedKey *cache, Py_ssize_t i, const uint8_t *p, Py_ssize_t n) {
-    if (i < KEY_CACHE) {
+/* The i-th string of a log (p, n) through a cache of `slots` entries: the cached string when it is the same
+ * bytes, else a new one (kept for the next log). New reference. */
+static inline PyObject *cached_text(CachedKey *cache, Py_ssize_t slots, Py_ssize_t i, const uint8_t *p,
+                                    Py_ssize_t n) {
+    if (i < slots) {
         CachedKey *e = &cache[i];
         if (e->str != NULL && e->len == n && memcmp(e->ptr, p, (size_t)n) == 0) return Py_NewRef(e->str);
         PyObject *s = text(p, n);
@@ -140,6 +142,11 @@ static inline PyObject *cached_key(CachedKey *cache, Py_ssize_t i, const uint8_t
         return s;
     }
     return text(p, n);
+}
+
+/* The i-th key of a log through a KEY_CACHE-entry cache. */
+static inline PyObject *cached_key(CachedKey *cache, Py_ssize_t i, const uint8_t *p, Py_ssize_t n) {
+    return cached_text(cache, KEY_CACHE, i, p, n);
 }
 
 #endif

@@ -87,13 +87,7 @@ def take_state(store: Any) -> StateSnapshot:
         if rows is None:
             rows = by_logstore[(project, name)] = []
         rows.append((sid, status, nbytes, begin, end))
-    groups: dict[tuple[str, str], list[tuple[str, dict[int, int]]]] = {}
-    for project, name, group in store.group_keys():
-        try:
-            _, _, checkpoints = store.group_snapshot(project, name, group)
-        except E.SLSError:  # deleted since the keys were taken
-            continue
-        groups.setdefault((project, name), []).append((group, {sid: cp.seq for sid, cp in checkpoints.items()}))
+    groups = take_groups(store)
     for project, name in store.logstore_keys():  # a logstore with no shard left still has its groups gauge
         out.append((project, name, by_logstore.get((project, name), []), groups.get((project, name), [])))
     return out

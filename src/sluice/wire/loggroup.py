@@ -117,7 +117,7 @@ def frame_groups(groups: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -139,17 +139,17 @@ def split_groups(data: bytes) -> Iterator[memoryview]:
     view = memoryview(data)
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = _read_varint(view, pos)
+        key, pos = read_varint(view, pos)
         wire_type = key & 7
         if wire_type == 2:
-            length, pos = _read_varint(view, pos)
+            length, pos = read_varint(view, pos)
             if pos + length > end:
                 raise WireError("truncated LogGroupList")
             if key >> 3 == 1:
                 yield view[pos:pos + length]
             pos += length
         elif wire_type == 0:
-            _, pos = _read_varint(view, pos)
+            _, pos = read_varint(view, pos)
         elif wire_type == 5:
             pos += 4
         elif wire_type == 1:

@@ -30,7 +30,7 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, UnexpectedInput, VisitError
 
 from ...wire import errors as E
-from ...wire.loggroup import encode_varint, frame_groups, parse_group, split_groups
+from ...wire.loggroup import encode_varint, frame_groups, parse_group, read_varint, split_groups
 from .patterns import compile_pattern, like_to_regex
 
 try:  # the C decoder (src/sluice/wire/_logdecode.c); the protobuf fallback gives the same dicts
@@ -1244,13 +1244,13 @@ def _log_fields(group: bytes) -> list[tuple[int, int]] | None:
     try:
         while pos < end:
             start = pos
-            key, pos = _varint_at(group, pos)
+            key, pos = read_varint(group, pos)
             wire = key & 7
             if wire == 2:
-                length, pos = _varint_at(group, pos)
+                length, pos = read_varint(group, pos)
                 pos += length
             elif wire == 0:
-                _, pos = _varint_at(group, pos)
+                _, pos = read_varint(group, pos)
             elif wire == 5:
                 pos += 4
             elif wire == 1:
@@ -1259,20 +1259,9 @@ def _log_fields(group: bytes) -> list[tuple[int, int]] | None:
                 return None
             if key == 0x0A:
                 spans.append((start, pos))
-    except IndexError:
+    except E.WireError:  # a truncated or oversized varint
         return None
     return spans if pos == end else None
-
-
-def _varint_at(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
 
 
 def _select_logs(group: bytes, rows: list[Row], kept: list[Row]) -> bytes:
